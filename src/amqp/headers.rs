@@ -1,0 +1,315 @@
+//! AMQP properties and headers of the contract: reply properties, and the properties of a
+//! request republished by the worker (delayed retry, dead-letter copy, replay).
+
+use chrono::{DateTime, Utc};
+use lapin::{
+    BasicProperties,
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+
+use crate::message::{ReplyKind, TransactionId, format_timestamp};
+
+/// The whole header table the worker sends stays within this, far below `frame_max`.
+pub const HEADER_BUDGET: usize = 16 * 1024;
+/// Longest failure message kept; longer ones end with [`TRUNCATED`].
+const MAX_MESSAGE: usize = 1024;
+const TRUNCATED: &str = "…[truncated]";
+
+pub const ERROR_CODE: &str = "x-error-code";
+pub const EXCEPTION_MESSAGE: &str = "x-exception-message";
+pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
+pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routingKey";
+pub const RETRY_COUNT: &str = "retry-count";
+pub const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
+pub const TRANSACTION_ID: &str = "x-transaction-id";
+pub const REPLAY_COUNT: &str = "x-replay-count";
+pub const DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// Headers the broker owns: read, never written, dropped on every republish.
+fn is_broker_owned(key: &str) -> bool {
+    key == "x-death"
+        || key == DELIVERY_COUNT
+        || key.starts_with("x-first-death-")
+        || key.starts_with("x-last-death-")
+}
+
+/// Headers describing a failure, removed by a replay.
+pub const FAILURE_HEADERS: [&str; 6] = [
+    ERROR_CODE,
+    EXCEPTION_MESSAGE,
+    ORIGINAL_EXCHANGE,
+    ORIGINAL_ROUTING_KEY,
+    RETRY_COUNT,
+    FIRST_FAILURE_TIME,
+];
+
+/// An integer header of any AMQP integer width (brokers and clients differ).
+pub fn integer(headers: Option<&FieldTable>, key: &str) -> Option<i64> {
+    match headers?.inner().get(key)? {
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// A string header (long or short string).
+pub fn string<'a>(headers: Option<&'a FieldTable>, key: &str) -> Option<&'a str> {
+    match headers?.inner().get(key)? {
+        AMQPValue::LongString(v) => std::str::from_utf8(v.as_bytes()).ok(),
+        AMQPValue::ShortString(v) => Some(v.as_str()),
+        _ => None,
+    }
+}
+
+pub fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// Properties of a reply: `correlation_id` echoed (else the transaction ID), a deterministic
+/// `message_id` so consumers can de-duplicate, persistent, typed, and the transaction header.
+pub fn reply_properties(
+    transaction_id: &TransactionId,
+    correlation_id: Option<&ShortString>,
+    kind: ReplyKind,
+) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(TRANSACTION_ID.into(), long_string(transaction_id.as_str()));
+    let correlation = correlation_id
+        .cloned()
+        .unwrap_or_else(|| transaction_id.as_str().into());
+    BasicProperties::default()
+        .with_correlation_id(correlation)
+        .with_message_id(format!("{transaction_id}.{}", kind.as_str()).into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_type(kind.as_str().into())
+        .with_headers(headers)
+}
+
+/// Why a request is being republished (delayed retry or dead-letter copy).
+#[derive(Debug)]
+pub struct Failure<'a> {
+    pub error_code: &'a str,
+    pub message: &'a str,
+    pub original_exchange: &'a str,
+    pub original_routing_key: &'a str,
+    pub retry_count: i64,
+    pub transaction_id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// The request's own properties and headers, broker-owned headers dropped, the failure headers
+/// set (`x-first-failure-time` kept from an earlier failure), and the whole table within
+/// [`HEADER_BUDGET`]: publisher headers that do not fit are dropped and counted in
+/// `x-dropped-headers`.
+pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> BasicProperties {
+    let old = original.headers().as_ref();
+    let first_failure = string(old, FIRST_FAILURE_TIME)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format_timestamp(failure.now));
+    let mut ours = FieldTable::default();
+    ours.insert(ERROR_CODE.into(), long_string(failure.error_code));
+    ours.insert(
+        EXCEPTION_MESSAGE.into(),
+        long_string(&truncate(failure.message, MAX_MESSAGE)),
+    );
+    ours.insert(
+        ORIGINAL_EXCHANGE.into(),
+        long_string(failure.original_exchange),
+    );
+    ours.insert(
+        ORIGINAL_ROUTING_KEY.into(),
+        long_string(failure.original_routing_key),
+    );
+    ours.insert(
+        RETRY_COUNT.into(),
+        AMQPValue::LongLongInt(failure.retry_count),
+    );
+    ours.insert(FIRST_FAILURE_TIME.into(), long_string(&first_failure));
+    ours.insert(TRANSACTION_ID.into(), long_string(failure.transaction_id));
+    let headers = merge_within_budget(old, ours, |key| is_broker_owned(key));
+    original.clone().with_headers(headers)
+}
+
+/// The request's properties for a replay: failure and broker headers removed, the replay
+/// counter incremented.
+pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
+    let old = original.headers().as_ref();
+    let replays = integer(old, REPLAY_COUNT).unwrap_or(0) + 1;
+    let mut ours = FieldTable::default();
+    ours.insert(REPLAY_COUNT.into(), AMQPValue::LongLongInt(replays));
+    let headers = merge_within_budget(old, ours, |key| {
+        is_broker_owned(key) || FAILURE_HEADERS.contains(&key) || key == "x-dropped-headers"
+    });
+    original.clone().with_headers(headers)
+}
+
+fn merge_within_budget(
+    old: Option<&FieldTable>,
+    mut ours: FieldTable,
+    drop: impl Fn(&str) -> bool,
+) -> FieldTable {
+    let mut used = table_size(&ours) + 64; // room for x-dropped-headers
+    let mut dropped = 0i64;
+    for (key, value) in old.into_iter().flatten() {
+        if drop(key.as_str()) || ours.contains_key(key.as_str()) {
+            continue;
+        }
+        let size = entry_size(key, value);
+        if used + size > HEADER_BUDGET {
+            dropped += 1;
+            continue;
+        }
+        used += size;
+        ours.insert(key.clone(), value.clone());
+    }
+    if dropped > 0 {
+        ours.insert("x-dropped-headers".into(), AMQPValue::LongLongInt(dropped));
+    }
+    ours
+}
+
+fn truncate(message: &str, max: usize) -> String {
+    if message.len() <= max {
+        return message.to_owned();
+    }
+    let mut end = max - TRUNCATED.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED}", &message[..end])
+}
+
+fn table_size(table: &FieldTable) -> usize {
+    table.into_iter().map(|(k, v)| entry_size(k, v)).sum()
+}
+
+/// Encoded size of one field-table entry (AMQP 0-9-1 wire format), an upper bound.
+fn entry_size(key: &ShortString, value: &AMQPValue) -> usize {
+    1 + key.as_str().len() + value_size(value)
+}
+
+fn value_size(value: &AMQPValue) -> usize {
+    1 + match value {
+        AMQPValue::LongString(v) => 4 + v.as_bytes().len(),
+        AMQPValue::ShortString(v) => 1 + v.as_str().len(),
+        AMQPValue::FieldTable(t) => 4 + table_size(t),
+        AMQPValue::FieldArray(a) => 4 + a.as_slice().iter().map(value_size).sum::<usize>(),
+        AMQPValue::ByteArray(b) => 4 + b.as_slice().len(),
+        _ => 8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: &str) -> Failure<'_> {
+        Failure {
+            error_code: "PRG_PAM_CORE_001",
+            message,
+            original_exchange: "prereg.reverse-sync",
+            original_routing_key: "consumed-prereg-ids",
+            retry_count: 2,
+            transaction_id: "tx-1",
+            now: "2026-11-22T07:05:09.002Z".parse().unwrap(),
+        }
+    }
+
+    fn with_headers(entries: &[(&str, AMQPValue)]) -> BasicProperties {
+        let mut table = FieldTable::default();
+        for (k, v) in entries {
+            table.insert((*k).into(), v.clone());
+        }
+        BasicProperties::default()
+            .with_headers(table)
+            .with_message_id("tx-1".into())
+    }
+
+    #[test]
+    fn failure_headers_are_set_and_broker_headers_dropped() {
+        let original = with_headers(&[
+            ("x-death", AMQPValue::LongString("d".into())),
+            ("x-first-death-queue", long_string("q")),
+            ("x-delivery-count", AMQPValue::LongLongInt(3)),
+            ("custom", long_string("kept")),
+        ]);
+        let props = failure_properties(&original, &failure("boom"));
+        let headers = props.headers().as_ref();
+        assert_eq!(string(headers, ERROR_CODE), Some("PRG_PAM_CORE_001"));
+        assert_eq!(integer(headers, RETRY_COUNT), Some(2));
+        assert_eq!(
+            string(headers, FIRST_FAILURE_TIME),
+            Some("2026-11-22T07:05:09.002Z")
+        );
+        assert_eq!(string(headers, "custom"), Some("kept"));
+        assert!(!headers.unwrap().contains_key("x-death"));
+        assert!(!headers.unwrap().contains_key("x-first-death-queue"));
+        assert!(!headers.unwrap().contains_key("x-delivery-count"));
+        assert_eq!(
+            props.message_id().as_ref().map(|m| m.as_str()),
+            Some("tx-1")
+        );
+    }
+
+    #[test]
+    fn first_failure_time_survives_later_failures() {
+        let original =
+            with_headers(&[(FIRST_FAILURE_TIME, long_string("2020-01-01T00:00:00.000Z"))]);
+        let props = failure_properties(&original, &failure("again"));
+        assert_eq!(
+            string(props.headers().as_ref(), FIRST_FAILURE_TIME),
+            Some("2020-01-01T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn header_table_stays_within_budget() {
+        let big = "x".repeat(6000);
+        let original = with_headers(&[
+            ("a", long_string(&big)),
+            ("b", long_string(&big)),
+            ("c", long_string(&big)),
+        ]);
+        let props = failure_properties(&original, &failure(&"m".repeat(50_000)));
+        let headers = props.headers().as_ref().unwrap();
+        assert!(table_size(headers) <= HEADER_BUDGET);
+        assert_eq!(integer(Some(headers), "x-dropped-headers"), Some(1));
+        assert!(
+            string(Some(headers), EXCEPTION_MESSAGE)
+                .unwrap()
+                .ends_with(TRUNCATED)
+        );
+    }
+
+    #[test]
+    fn replay_strips_failure_headers_and_counts() {
+        let failed = failure_properties(&with_headers(&[]), &failure("boom"));
+        let replayed = replay_properties(&replay_properties(&failed));
+        let headers = replayed.headers().as_ref();
+        assert_eq!(integer(headers, REPLAY_COUNT), Some(2));
+        for key in FAILURE_HEADERS {
+            assert!(!headers.unwrap().contains_key(key), "{key}");
+        }
+        assert_eq!(string(headers, TRANSACTION_ID), Some("tx-1"));
+    }
+
+    #[test]
+    fn reply_properties_follow_the_contract() {
+        let tx = TransactionId::parse("tx-9").unwrap();
+        let props = reply_properties(&tx, None, ReplyKind::Error);
+        assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), "tx-9");
+        assert_eq!(props.message_id().as_ref().unwrap().as_str(), "tx-9.error");
+        assert_eq!(props.kind().as_ref().unwrap().as_str(), "error");
+        assert_eq!(props.delivery_mode(), &Some(2));
+        assert_eq!(
+            string(props.headers().as_ref(), TRANSACTION_ID),
+            Some("tx-9")
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! Layered configuration, as the contract orders it (lowest precedence first):
+//! `config/default.toml`, `config/$PREREG_SYNC_ENV.toml`, `AMQP_URL` / `DATABASE_URL` (or their
+//! `*_FILE` variants), then `PREREG_SYNC__<SECTION>__<KEY>` variables.
+//!
+//! Every struct denies unknown keys so a typo is an error naming the key rather than a default
+//! silently in force. The two URLs carry credentials, so they are [`SecretString`]s: `Debug` prints
+//! them redacted and [`redact_url`] is the only way they reach a log line.
+
+use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::Context;
+use regex::Regex;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::message::prid::{PridFormat, PridRules};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub worker: WorkerSettings,
+    pub database: DatabaseSettings,
+    pub retry: RetrySettings,
+    pub validation: ValidationSettings,
+    pub storage: StorageSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    pub url: SecretString,
+    pub connection_name: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub request_queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    pub reply_queue: String,
+    pub retry_queue_prefix: String,
+    pub queue_type: QueueType,
+    pub delivery_limit: u32,
+    pub prefetch: u16,
+    /// Unset: any queue not starting with `<exchange>.` plus the default reply queue.
+    #[serde(default, with = "serde_regex")]
+    pub reply_to_allow: Option<Regex>,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    Quorum,
+    Classic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Deliveries processed at once; the rest wait in the prefetch window.
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub create_if_missing: bool,
+    pub migrate_on_start: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub immediate_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub immediate_min_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub immediate_max_delay: Duration,
+    #[serde(deserialize_with = "durations")]
+    pub delays: Vec<Duration>,
+    /// Cap of the back-off between probes while a dependency is down.
+    #[serde(with = "humantime_serde")]
+    pub outage_max_delay: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSettings {
+    pub prid_format: PridFormat,
+    #[serde(default)]
+    pub prid_rules: PridRules,
+    pub require_known_application: bool,
+    #[serde(default, with = "humantime_serde")]
+    pub max_request_age: Option<Duration>,
+    pub max_body_bytes: usize,
+    pub max_ids: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub lang_code: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A list of humantime durations.
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let wrapped = Vec::<humantime_serde::Serde<Duration>>::deserialize(d)?;
+    Ok(wrapped
+        .into_iter()
+        .map(humantime_serde::Serde::into_inner)
+        .collect())
+}
+
+/// `serde` glue for an optional regex given as a string.
+mod serde_regex {
+    use regex::Regex;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|pattern| Regex::new(&pattern).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+/// The variables that set the two URLs directly (Docker and Kubernetes conventions).
+const URL_VARIABLES: [(&str, &str); 2] = [("AMQP_URL", "AMQP"), ("DATABASE_URL", "DATABASE")];
+
+impl Settings {
+    /// Loads the layers from `config_dir` and the process environment.
+    pub fn load(config_dir: &Path) -> anyhow::Result<Settings> {
+        Self::load_from(config_dir, &std::env::vars().collect())
+    }
+
+    /// Like [`Settings::load`] with the environment given as a map, so tests need not mutate
+    /// the process environment.
+    pub fn load_from(
+        config_dir: &Path,
+        vars: &HashMap<String, String>,
+    ) -> anyhow::Result<Settings> {
+        let env = |name: &str| vars.get(name).cloned();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(config_dir.join("default.toml")).required(true));
+        if let Some(name) = env("PREREG_SYNC_ENV") {
+            builder = builder.add_source(
+                config::File::from(config_dir.join(format!("{name}.toml"))).required(true),
+            );
+        }
+        let mut url_overrides = HashMap::new();
+        for (variable, section) in URL_VARIABLES {
+            if let Some(url) = url_from_env(variable, &env)? {
+                url_overrides.insert(format!("PREREG_SYNC__{section}__URL"), url);
+            }
+        }
+        let prefixed: HashMap<String, String> = vars
+            .iter()
+            .filter(|(key, _)| key.starts_with("PREREG_SYNC__"))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let settings = builder
+            .add_source(environment_layer(url_overrides))
+            .add_source(environment_layer(prefixed))
+            .build()
+            .context("reading configuration")?
+            .try_deserialize::<Settings>()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Cross-field checks serde cannot express.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.worker.concurrency > 0,
+            "worker.concurrency must be at least 1"
+        );
+        anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        anyhow::ensure!(
+            self.database.pool_size > 0,
+            "database.pool_size must be at least 1"
+        );
+        anyhow::ensure!(
+            self.amqp.delivery_limit >= 2,
+            "amqp.delivery_limit must be at least 2"
+        );
+        anyhow::ensure!(
+            self.validation.max_ids > 0 && self.validation.max_body_bytes > 0,
+            "validation.max_ids and validation.max_body_bytes must be positive"
+        );
+        Ok(())
+    }
+
+    /// The effective configuration as TOML-ish lines with credentials redacted, for `--help`
+    /// style dumps and start-up logs.
+    pub fn redacted_summary(&self) -> String {
+        format!(
+            "amqp.url={} database.url={} prefetch={} concurrency={} pool_size={} queue_type={:?}",
+            redact_url(self.amqp.url.expose_secret()),
+            redact_url(self.database.url.expose_secret()),
+            self.amqp.prefetch,
+            self.worker.concurrency,
+            self.database.pool_size,
+            self.amqp.queue_type,
+        )
+    }
+}
+
+fn environment_layer(vars: HashMap<String, String>) -> config::Environment {
+    config::Environment::with_prefix("PREREG_SYNC")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("retry.delays")
+        .with_list_parse_key("validation.prid_rules.not_start_with")
+        .with_list_parse_key("validation.prid_rules.restricted_numbers")
+        .source(Some(vars.into_iter().collect()))
+}
+
+/// `NAME` wins over `NAME_FILE`; a file's trailing newline is not part of the URL.
+fn url_from_env(
+    variable: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(url) = env(variable) {
+        return Ok(Some(url));
+    }
+    let Some(path) = env(&format!("{variable}_FILE")) else {
+        return Ok(None);
+    };
+    let url = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {variable}_FILE ({path})"))?;
+    Ok(Some(url.trim_end().to_owned()))
+}
+
+/// A URL with its password replaced by `***`; anything unparsable is hidden whole, because it
+/// might be a credential typed into the wrong variable.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(Path::new("config"), &vars)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.amqp.exchange, "prereg.reverse-sync");
+        assert_eq!(settings.amqp.queue_type, QueueType::Quorum);
+        assert_eq!(settings.amqp.delivery_limit, 20);
+        assert_eq!(settings.database.pool_size, 10);
+        assert_eq!(settings.retry.delays.len(), 3);
+        assert_eq!(settings.validation.max_ids, 10_000);
+        assert!(settings.validation.max_request_age.is_none());
+    }
+
+    #[test]
+    fn url_variables_override_the_file() {
+        let settings = load(&[("DATABASE_URL", "postgres://u:pw@db/x")]).unwrap();
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://u:pw@db/x"
+        );
+    }
+
+    #[test]
+    fn url_file_is_read_and_trimmed() {
+        let path = std::env::temp_dir().join(format!("prs-url-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "amqp://a:b@h/v\n").unwrap();
+        let settings = load(&[("AMQP_URL_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(settings.amqp.url.expose_secret(), "amqp://a:b@h/v");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn redaction_hides_the_password_only() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
+        assert_eq!(redact_url("s3cret"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let settings = load(&[("AMQP_URL", "amqp://u:topsecret@h/v")]).unwrap();
+        assert!(!format!("{settings:?}").contains("topsecret"));
+        assert!(!settings.redacted_summary().contains("topsecret"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Liveness and readiness state, shared by the consumer, the database probe and `/readyz`.
+//!
+//! Ready means: the consumer is subscribed, a database check succeeded in the last 5 s, the
+//! broker has not blocked the connection (resource alarm), and no shutdown signal has arrived.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::StorageError;
+
+/// A database check older than this no longer counts as "the database is up".
+const DB_CHECK_FRESHNESS: Duration = Duration::from_secs(5);
+/// How often the database is checked while it is up.
+const DB_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct Health(Arc<Inner>);
+
+struct Inner {
+    consuming: AtomicBool,
+    broker_blocked: AtomicBool,
+    shutting_down: AtomicBool,
+    last_db_ok: std::sync::Mutex<Option<Instant>>,
+    db_up: watch::Sender<bool>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health(Arc::new(Inner {
+            consuming: AtomicBool::new(false),
+            broker_blocked: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            last_db_ok: std::sync::Mutex::new(None),
+            db_up: watch::Sender::new(true),
+        }))
+    }
+}
+
+impl Health {
+    pub fn is_ready(&self) -> bool {
+        let db_fresh = self
+            .0
+            .last_db_ok
+            .lock()
+            .map(|t| t.is_some_and(|t| t.elapsed() < DB_CHECK_FRESHNESS))
+            .unwrap_or(false);
+        self.0.consuming.load(Ordering::Relaxed)
+            && db_fresh
+            && *self.0.db_up.borrow()
+            && !self.0.broker_blocked.load(Ordering::Relaxed)
+            && !self.0.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_consuming(&self, consuming: bool) {
+        self.0.consuming.store(consuming, Ordering::Relaxed);
+    }
+
+    pub fn set_broker_blocked(&self, blocked: bool) {
+        self.0.broker_blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.0.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    pub fn database_up(&self) -> bool {
+        *self.0.db_up.borrow()
+    }
+
+    /// A statement failed because the database is unreachable: stop taking deliveries until
+    /// the probe sees it back.
+    pub fn report_database_down(&self) {
+        if self.0.db_up.send_replace(false) {
+            tracing::warn!("database unreachable: holding in-flight deliveries, consuming paused");
+        }
+    }
+
+    fn report_database_ok(&self) {
+        if let Ok(mut last) = self.0.last_db_ok.lock() {
+            *last = Some(Instant::now());
+        }
+        if !self.0.db_up.send_replace(true) {
+            tracing::info!("database reachable again: resuming");
+        }
+    }
+
+    /// Waits until the database is reported up (or returns at once if it is).
+    pub async fn wait_for_database(&self) {
+        let mut rx = self.0.db_up.subscribe();
+        let _ = rx.wait_for(|up| *up).await;
+    }
+
+    /// Checks the database every second while it is up, and with back-off capped at
+    /// `max_delay` while it is down, until `shutdown`.
+    pub async fn probe_database(
+        self,
+        pool: Pool,
+        max_delay: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut delay = DB_CHECK_INTERVAL;
+        loop {
+            match check(&pool).await {
+                Ok(()) => {
+                    self.report_database_ok();
+                    delay = DB_CHECK_INTERVAL;
+                }
+                Err(err) => {
+                    if self.database_up() {
+                        tracing::warn!(error = %err, "database check failed");
+                    }
+                    self.report_database_down();
+                    delay = (delay * 2).min(max_delay);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+async fn check(pool: &Pool) -> Result<(), StorageError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! prereg-sync: MOSIP reverse data sync as a durable message flow.
+//!
+//! The registration processor publishes batches of consumed pre-registration IDs (PRIDs) to
+//! RabbitMQ; prereg-sync validates them, stores them idempotently by transaction ID in the
+//! pre-registration PostgreSQL database, and answers on a reply queue. The external contract
+//! (topology, formats, error codes, tables) is `CONTRACT.md`, summarised in the README.
+//!
+//! # Layout
+//! - [`config`]: layered settings (files, `AMQP_URL`/`DATABASE_URL`, `PREREG_SYNC__*`), secrets
+//!   redacted.
+//! - [`startup`]: [`startup::Application`], assembled the same way by the binary and the tests.
+//! - [`amqp`]: connection, [`amqp::topology`], [`amqp::publisher`] (confirms), [`amqp::consumer`]
+//!   (supervision, reconnection, per-delivery handling), [`amqp::headers`].
+//! - [`message`]: the request and reply formats: validation in contract order, PRID rules,
+//!   error codes, transaction IDs. Pure and unit-tested.
+//! - [`processor`]: the processing rules (duplicate, conflict, validate, known-application
+//!   check, store), independent of AMQP.
+//! - [`storage`]: pool, migrations, the hot-path statements, the audit trail.
+//! - [`retry`]: failure classes and the retry budget.
+//! - [`health`], [`http`], [`telemetry`]: readiness, `/metrics` `/healthz` `/readyz`, logs and
+//!   metrics.
+//! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
+//! - [`cli`]: the command line.
+//!
+//! A message flows: consumer → [`processor::Processor::process`] (one database transaction) →
+//! reply published with a confirm → dead-letter copy or delayed retry when due → ack.
+
+pub mod amqp;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod loadgen;
+pub mod message;
+pub mod processor;
+pub mod retry;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,16 @@
+//! The `prereg-sync` binary: parse the command line, run, map errors to a one-line message and
+//! a non-zero exit status.
+
+use clap::Parser;
+use prereg_sync::cli::Cli;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match Cli::parse().execute().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The request and reply formats of the contract: parsing, validation, error codes, PRID rules.
+//! Everything here is pure, so it is unit- and property-tested without services.
+
+pub mod envelope;
+pub mod error_code;
+pub mod prid;
+pub mod reply;
+pub mod transaction_id;
+
+pub use envelope::{Envelope, RequestValidator};
+pub use error_code::ErrorCode;
+pub use reply::{Reply, ReplyKind};
+pub use transaction_id::{TransactionId, body_sha256_hex};
+
+use chrono::{DateTime, Utc};
+
+/// The contract's timestamp format (`yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, UTC), used in replies and
+/// dead-letter headers.
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}

@@ -1,0 +1,287 @@
+//! The processing rules of the contract, independent of AMQP: given a request's body and
+//! properties, decide its outcome and make it durable. The consumer turns the decision into
+//! replies, dead-letter copies and acks.
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+
+use crate::{
+    config::{StorageSettings, ValidationSettings},
+    message::{ErrorCode, Reply, ReplyKind, RequestValidator, TransactionId, body_sha256_hex},
+    storage::{
+        StorageError,
+        audit::{self, AuditEvent, AuditRecord},
+        transactions::{self, NewTransaction, StoreOutcome, StoredTransaction},
+    },
+    telemetry::Metrics,
+};
+
+/// A request as the processor needs it: raw body plus the properties that matter.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub body: &'a [u8],
+    pub content_type: Option<&'a str>,
+    /// The registration processor's ID, `unknown` when absent.
+    pub app_id: &'a str,
+}
+
+/// Who a request is: its transaction ID, whether the publisher's `message_id` was usable, and
+/// the body hash that tells a duplicate from a conflict.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub transaction_id: TransactionId,
+    pub message_id_ok: bool,
+    pub body_sha256: String,
+}
+
+impl Identity {
+    /// The `message_id` when it is a valid transaction ID; otherwise (absent or invalid) the
+    /// ID derived from the body, so even an invalid request's reply and dead-letter copy carry
+    /// a stable, storable ID.
+    pub fn of(message_id: Option<&str>, body: &[u8]) -> Identity {
+        let body_sha256 = body_sha256_hex(body);
+        let parsed = message_id.map(TransactionId::parse);
+        let message_id_ok = !matches!(parsed, Some(None));
+        let transaction_id = parsed
+            .flatten()
+            .unwrap_or_else(|| TransactionId::derived(&body_sha256));
+        Identity {
+            transaction_id,
+            message_id_ok,
+            body_sha256,
+        }
+    }
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Stored,
+    Duplicate,
+    Rejected(ErrorCode),
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub reply: Reply,
+    pub verdict: Verdict,
+}
+
+pub struct Processor {
+    pool: Pool,
+    validator: RequestValidator,
+    require_known_application: bool,
+    storage: StorageSettings,
+    metrics: Metrics,
+}
+
+impl Processor {
+    pub fn new(
+        pool: Pool,
+        validation: &ValidationSettings,
+        storage: StorageSettings,
+        metrics: Metrics,
+    ) -> Processor {
+        Processor {
+            pool,
+            validator: RequestValidator::new(validation),
+            require_known_application: validation.require_known_application,
+            storage,
+            metrics,
+        }
+    }
+
+    /// Rules 1 to 4 of the contract. Idempotent: running it again for the same request after
+    /// any failure, or after a crash after commit, yields the same reply and writes nothing new.
+    pub async fn process(
+        &self,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+    ) -> Result<Decision, StorageError> {
+        let now = Utc::now();
+        let mut client = self.pool.get().await?;
+        let transaction_id = identity.transaction_id.as_str();
+        if identity.message_id_ok
+            && let Some(existing) = transactions::find(&client, transaction_id).await?
+        {
+            return self
+                .settle_existing(&client, incoming, identity, existing)
+                .await;
+        }
+        let envelope = match self.validator.validate(
+            incoming.content_type,
+            identity.message_id_ok,
+            incoming.body,
+            now,
+        ) {
+            Ok(envelope) => envelope,
+            Err(code) => return self.reject(&client, incoming, identity, code).await,
+        };
+        let well_formed: Vec<String> = envelope
+            .prids
+            .iter()
+            .filter(|prid| self.validator.prid_format_ok(prid))
+            .cloned()
+            .collect();
+        let known = if self.require_known_application && !well_formed.is_empty() {
+            Some(transactions::known_applications(&client, &well_formed).await?)
+        } else {
+            None
+        };
+        // One pass in request order: rejected PRIDs are listed as they were sent.
+        let total = envelope.prids.len();
+        let (stored, rejected): (Vec<String>, Vec<String>) =
+            envelope.prids.into_iter().partition(|prid| {
+                self.validator.prid_format_ok(prid)
+                    && known.as_ref().is_none_or(|known| known.contains(prid))
+            });
+        if stored.is_empty() {
+            return self
+                .reject(
+                    &client,
+                    incoming,
+                    identity,
+                    ErrorCode::InvalidPreRegistrationIds,
+                )
+                .await;
+        }
+        let malformed = total - well_formed.len();
+        let unknown = well_formed.len() - stored.len();
+        let reply = Reply::success(transaction_id, &stored, &rejected, now);
+        let new = NewTransaction {
+            transaction_id,
+            app_id: incoming.app_id,
+            body_sha256: &identity.body_sha256,
+            received_at: now.naive_utc(),
+            request_time: envelope.request_time,
+            prids: &stored,
+            reply_body: &reply.body,
+            lang_code: &self.storage.lang_code,
+            created_by: &self.storage.created_by,
+        };
+        match transactions::store(&mut client, &new).await? {
+            StoreOutcome::Stored { newly_processed } => {
+                let already = stored.len() as u64 - newly_processed;
+                self.metrics
+                    .prids_stored(newly_processed, already, malformed, unknown);
+                Ok(Decision {
+                    reply,
+                    verdict: Verdict::Stored,
+                })
+            }
+            StoreOutcome::AlreadyRecorded(existing) => {
+                self.settle_existing(&client, incoming, identity, existing)
+                    .await
+            }
+        }
+    }
+
+    /// Rule 1: the same body again is a duplicate (the stored reply, byte for byte); another
+    /// body under the same ID is a conflict.
+    async fn settle_existing(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+        existing: StoredTransaction,
+    ) -> Result<Decision, StorageError> {
+        if existing.body_sha256 != identity.body_sha256 {
+            return self
+                .reject(client, incoming, identity, ErrorCode::TransactionConflict)
+                .await;
+        }
+        self.audit(
+            client,
+            incoming.app_id,
+            identity,
+            AuditEvent::Duplicate,
+            None,
+        )
+        .await?;
+        let reply = Reply {
+            kind: ReplyKind::Ack,
+            body: existing.reply_body,
+        };
+        Ok(Decision {
+            reply,
+            verdict: Verdict::Duplicate,
+        })
+    }
+
+    async fn reject(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+        code: ErrorCode,
+    ) -> Result<Decision, StorageError> {
+        self.audit(
+            client,
+            incoming.app_id,
+            identity,
+            AuditEvent::Rejected,
+            Some(code),
+        )
+        .await?;
+        Ok(Decision {
+            reply: Reply::error(code, Utc::now()),
+            verdict: Verdict::Rejected(code),
+        })
+    }
+
+    async fn audit(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        app_id: &str,
+        identity: &Identity,
+        event: AuditEvent,
+        code: Option<ErrorCode>,
+    ) -> Result<(), StorageError> {
+        let record = AuditRecord {
+            at: Utc::now().naive_utc(),
+            app_id,
+            transaction_id: identity.transaction_id.as_str(),
+            event,
+            error_code: code.map(ErrorCode::code),
+        };
+        audit::write(client, &record).await
+    }
+
+    /// An audit row for an outcome decided outside [`Processor::process`] (dead-lettering,
+    /// an unroutable reply).
+    pub async fn record(
+        &self,
+        app_id: &str,
+        identity: &Identity,
+        event: AuditEvent,
+        code: Option<ErrorCode>,
+    ) -> Result<(), StorageError> {
+        let client = self.pool.get().await?;
+        self.audit(&client, app_id, identity, event, code).await
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_uses_a_valid_message_id() {
+        let id = Identity::of(Some("tx-1"), b"{}");
+        assert_eq!(id.transaction_id.as_str(), "tx-1");
+        assert!(id.message_id_ok);
+    }
+
+    #[test]
+    fn identity_derives_from_the_body_when_absent_or_invalid() {
+        let absent = Identity::of(None, b"{}");
+        assert!(absent.message_id_ok);
+        let invalid = Identity::of(Some(&"x".repeat(40)), b"{}");
+        assert!(!invalid.message_id_ok);
+        assert_eq!(absent.transaction_id, invalid.transaction_id);
+    }
+}

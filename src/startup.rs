@@ -1,0 +1,134 @@
+//! `Application::build(settings)`: the one way to assemble a worker, used by `prereg-sync run`
+//! and by the integration tests alike.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    amqp::consumer::Consumer,
+    config::Settings,
+    health::Health,
+    http,
+    processor::Processor,
+    storage::{self, migrate},
+    telemetry::Metrics,
+};
+
+pub struct Application {
+    consumer: Arc<Consumer>,
+    health: Health,
+    http_addr: SocketAddr,
+    http_shutdown: CancellationToken,
+    http_task: tokio::task::JoinHandle<()>,
+    tokio_postgres_config: tokio_postgres::Config,
+    create_if_missing: bool,
+    migrate_on_start: bool,
+    outage_max_delay: std::time::Duration,
+}
+
+impl Application {
+    /// Builds every part and binds the HTTP port; connects to nothing yet, so a worker started
+    /// before its broker or database waits for them in [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        tracing::info!(config = %settings.redacted_summary(), "starting");
+        let Settings {
+            amqp,
+            worker,
+            database,
+            retry,
+            validation,
+            storage: store,
+            http: http_settings,
+            log: _,
+        } = settings;
+        let pool = storage::build_pool(&database)?;
+        let metrics = Metrics::new();
+        let health = Health::default();
+        let http_shutdown = CancellationToken::new();
+        let (http_addr, http_task) = http::serve(
+            http_settings.listen,
+            health.clone(),
+            metrics.clone(),
+            http_shutdown.clone(),
+        )
+        .await?;
+        let processor = Processor::new(pool, &validation, store, metrics.clone());
+        let outage_max_delay = retry.outage_max_delay;
+        let consumer = Arc::new(Consumer::new(
+            amqp,
+            &worker,
+            &retry,
+            processor,
+            health.clone(),
+            metrics,
+        ));
+        Ok(Application {
+            consumer,
+            health,
+            http_addr,
+            http_shutdown,
+            http_task,
+            tokio_postgres_config: storage::pg_config(&database)?,
+            create_if_missing: database.create_if_missing,
+            migrate_on_start: database.migrate_on_start,
+            outage_max_delay,
+        })
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0 in tests).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Prepares the database (waiting for it if it is not up yet), then consumes until
+    /// `shutdown`; in-flight deliveries are finished within the shutdown grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let watcher = {
+            let health = self.health.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                health.set_shutting_down();
+            })
+        };
+        let result = self.run(&shutdown).await;
+        watcher.abort();
+        self.http_shutdown.cancel();
+        let _ = self.http_task.await;
+        self.consumer.processor().pool().close();
+        result
+    }
+
+    async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        if self.migrate_on_start {
+            let prepare =
+                || migrate::prepare_database(&self.tokio_postgres_config, self.create_if_missing);
+            let backoff = ExponentialBuilder::default()
+                .with_max_delay(self.outage_max_delay)
+                .without_max_times()
+                .with_jitter();
+            let prepared = prepare
+                .retry(backoff)
+                .when(migrate::is_unreachable)
+                .notify(|err, delay| tracing::warn!(error = %format!("{err:#}"), ?delay, "database not reachable yet; waiting"));
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                applied = prepared => {
+                    let applied = applied.context("preparing the database")?;
+                    tracing::info!(applied, "database migrations up to date");
+                }
+            }
+        }
+        let probe = tokio::spawn(self.health.clone().probe_database(
+            self.consumer.processor().pool().clone(),
+            self.outage_max_delay,
+            shutdown.clone(),
+        ));
+        let consumed = self.consumer.clone().run(shutdown.clone()).await;
+        probe.abort();
+        consumed
+    }
+}

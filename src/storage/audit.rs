@@ -1,0 +1,74 @@
+//! The audit trail: who (registration processor ID), which transaction, what happened. Never a
+//! PRID or any applicant detail: the row has no column that could hold one.
+
+use chrono::NaiveDateTime;
+use deadpool_postgres::GenericClient;
+
+use super::StorageError;
+
+/// Audit events of the contract's outcome table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEvent {
+    Stored,
+    Duplicate,
+    Rejected,
+    DeadLettered,
+    ReplyUnroutable,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Stored => "STORED",
+            AuditEvent::Duplicate => "DUPLICATE",
+            AuditEvent::Rejected => "REJECTED",
+            AuditEvent::DeadLettered => "DEAD_LETTERED",
+            AuditEvent::ReplyUnroutable => "REPLY_UNROUTABLE",
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            AuditEvent::Stored | AuditEvent::Duplicate => "SUCCESS",
+            AuditEvent::ReplyUnroutable => "WARNING",
+            AuditEvent::Rejected | AuditEvent::DeadLettered => "FAILURE",
+        }
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRecord<'a> {
+    pub at: NaiveDateTime,
+    pub app_id: &'a str,
+    pub transaction_id: &'a str,
+    pub event: AuditEvent,
+    pub error_code: Option<&'static str>,
+}
+
+/// Writes the row on `client`, which may be a transaction so the row commits with the data.
+pub async fn write(
+    client: &impl GenericClient,
+    record: &AuditRecord<'_>,
+) -> Result<(), StorageError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &record.at,
+                &record.app_id,
+                &record.transaction_id,
+                &record.event.as_str(),
+                &record.event.outcome(),
+                &record.error_code,
+            ],
+        )
+        .await?;
+    Ok(())
+}

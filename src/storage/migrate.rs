@@ -1,0 +1,138 @@
+//! Database creation and migrations.
+//!
+//! Migrations are the files in `sql/`, embedded at build time so the binary and its schema can
+//! never disagree. All pending ones run in one transaction under a transaction-level advisory
+//! lock: replicas starting together serialise here, and a pooled connection cannot keep the lock
+//! by accident (a session lock would survive connection recycling).
+
+use anyhow::Context;
+use tokio_postgres::{NoTls, error::SqlState};
+
+/// (version, name, SQL), in order. Add new files at the end; never edit an applied one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "mosip_tables",
+        include_str!("../../sql/0001_mosip_tables.sql"),
+    ),
+    (
+        2,
+        "prereg_sync_tables",
+        include_str!("../../sql/0002_prereg_sync_tables.sql"),
+    ),
+];
+
+/// Arbitrary constant naming "prereg-sync migrations" among advisory locks.
+const MIGRATION_LOCK: i64 = 0x7072_6573_796e_6301;
+
+/// Creates the configured database when it does not exist and the role may create it.
+pub async fn create_database_if_missing(config: &tokio_postgres::Config) -> anyhow::Result<()> {
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin
+        .connect(NoTls)
+        .await
+        .context("connecting to the `postgres` database")?;
+    let driver = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .context("checking whether the database exists")?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            Ok(()) => tracing::info!(database = %name, "created the database"),
+            // Another replica created it between our check and our statement.
+            Err(err) if err.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+            Err(err) => {
+                let code = err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+                anyhow::bail!(
+                    "database `{name}` does not exist and could not be created (SQLSTATE {code})"
+                );
+            }
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Applies every migration not yet recorded; returns how many ran.
+pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
+    let tx = client
+        .transaction()
+        .await
+        .context("starting the migration transaction")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("taking the migration lock")?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS prereg; \
+         CREATE TABLE IF NOT EXISTS prereg.sync_schema_migrations ( \
+             version integer PRIMARY KEY, name varchar(128) NOT NULL, \
+             applied_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))",
+    )
+    .await
+    .context("creating the migrations table")?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM prereg.sync_schema_migrations", &[])
+        .await
+        .context("reading applied migrations")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !applied.contains(v)) {
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("applying migration {version} ({name})"))?;
+        tx.execute(
+            "INSERT INTO prereg.sync_schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await
+        .with_context(|| format!("recording migration {version}"))?;
+        count += 1;
+    }
+    tx.commit().await.context("committing migrations")?;
+    Ok(count)
+}
+
+/// True when preparing failed only because the server could not be reached (not up yet,
+/// starting, restarting): worth waiting for, unlike a refused privilege or a broken migration.
+pub fn is_unreachable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(|err| match err.code() {
+                None => true,
+                Some(code) => {
+                    *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN
+                }
+            })
+    })
+}
+
+/// `prereg-sync migrate` and start-up: create the database if allowed, then migrate.
+pub async fn prepare_database(
+    config: &tokio_postgres::Config,
+    create_if_missing: bool,
+) -> anyhow::Result<usize> {
+    if create_if_missing {
+        create_database_if_missing(config).await?;
+    }
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .context("connecting to the database")?;
+    let driver = tokio::spawn(connection);
+    let applied = run(&mut client).await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(applied)
+}

@@ -1,0 +1,178 @@
+//! PostgreSQL: the connection pool, migrations, and the statements of the hot path.
+//!
+//! Errors from this layer never print a server message's DETAIL: PostgreSQL puts offending
+//! values there (a PRID in a key violation), and logs must not carry PRIDs. [`StorageError`]
+//! shows the SQLSTATE and a fixed description only.
+
+pub mod audit;
+pub mod migrate;
+pub mod transactions;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use secrecy::ExposeSecret;
+use tokio_postgres::{NoTls, error::SqlState};
+
+use crate::{config::DatabaseSettings, retry::FailureClass};
+
+/// A database failure, safe to log.
+pub enum StorageError {
+    /// No connection could be had (server down, pool timed out, connection lost).
+    Unavailable(String),
+    /// The server answered with an error.
+    Db(tokio_postgres::Error),
+}
+
+impl StorageError {
+    /// Which recovery applies: see `retry` for what each class means.
+    pub fn class(&self) -> FailureClass {
+        let StorageError::Db(err) = self else {
+            return FailureClass::InfrastructureDown;
+        };
+        let Some(code) = err.code() else {
+            // No SQLSTATE: the socket failed or closed, the server is gone for now.
+            return FailureClass::InfrastructureDown;
+        };
+        classify_sqlstate(code)
+    }
+}
+
+/// SQLSTATE classes (PostgreSQL appendix A) mapped to recovery: connection and resource
+/// failures and privilege errors are not the message's fault; data and integrity errors can
+/// never succeed on retry; contention and timeouts may.
+pub fn classify_sqlstate(code: &SqlState) -> FailureClass {
+    let class = &code.code()[..2];
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return FailureClass::InfrastructureDown;
+    }
+    match class {
+        "08" | "53" | "57" | "58" | "XX" => {
+            if *code == SqlState::QUERY_CANCELED {
+                FailureClass::Transient
+            } else {
+                FailureClass::InfrastructureDown
+            }
+        }
+        "40" | "55" => FailureClass::Transient,
+        "22" | "23" => FailureClass::Permanent,
+        _ => FailureClass::Transient,
+    }
+}
+
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.is_closed() {
+            StorageError::Unavailable("connection closed".into())
+        } else {
+            StorageError::Db(err)
+        }
+    }
+}
+
+impl From<PoolError> for StorageError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Backend(err) => StorageError::Unavailable(describe(&err)),
+            other => StorageError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The loggable part of a driver error: SQLSTATE and the server's primary message (which for
+/// the statements prereg-sync runs names constraints and types, never values); no DETAIL.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("SQLSTATE {}", db.code().code()),
+        None => err.to_string(),
+    }
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::Unavailable(why) => write!(f, "database unavailable: {why}"),
+            StorageError::Db(err) => write!(f, "database error: {}", describe(err)),
+        }
+    }
+}
+
+/// `Debug` is `Display`: the driver's own `Debug` includes DETAIL.
+impl std::fmt::Debug for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// The driver configuration: the URL plus session settings every connection must have.
+pub fn pg_config(settings: &DatabaseSettings) -> anyhow::Result<tokio_postgres::Config> {
+    let mut config: tokio_postgres::Config = settings
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?;
+    // `timestamp` columns have no zone: pin the session to UTC so now() and the values written
+    // agree. The statement timeout keeps any wait far below the broker's consumer timeout.
+    let options = format!(
+        "-c TimeZone=UTC -c statement_timeout={}",
+        settings.statement_timeout.as_millis()
+    );
+    config
+        .options(&options)
+        .connect_timeout(settings.connect_timeout)
+        .application_name("prereg-sync");
+    Ok(config)
+}
+
+/// The pool. Connections are verified on recycling (a round trip), so one broken by a
+/// database restart is replaced rather than handed to a message.
+pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    let manager = Manager::from_config(
+        pg_config(settings)?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.connect_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .context("building the database pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        use FailureClass::*;
+        let cases = [
+            (SqlState::T_R_DEADLOCK_DETECTED, Transient),
+            (SqlState::T_R_SERIALIZATION_FAILURE, Transient),
+            (SqlState::QUERY_CANCELED, Transient),
+            (SqlState::LOCK_NOT_AVAILABLE, Transient),
+            (SqlState::ADMIN_SHUTDOWN, InfrastructureDown),
+            (SqlState::CANNOT_CONNECT_NOW, InfrastructureDown),
+            (SqlState::CONNECTION_FAILURE, InfrastructureDown),
+            (SqlState::TOO_MANY_CONNECTIONS, InfrastructureDown),
+            (SqlState::DISK_FULL, InfrastructureDown),
+            (SqlState::INSUFFICIENT_PRIVILEGE, InfrastructureDown),
+            (SqlState::READ_ONLY_SQL_TRANSACTION, InfrastructureDown),
+            (SqlState::STRING_DATA_RIGHT_TRUNCATION, Permanent),
+            (SqlState::NOT_NULL_VIOLATION, Permanent),
+            (SqlState::UNIQUE_VIOLATION, Permanent),
+            (SqlState::UNDEFINED_TABLE, Transient),
+        ];
+        for (code, class) in cases {
+            assert_eq!(classify_sqlstate(&code), class, "{}", code.code());
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Logs and metrics. Each telemetry event is one method here that both logs and counts, so the
+//! two never disagree. Metric names are `prereg_sync_<name>_<unit>`, counters end `_total`, and
+//! labels take a handful of fixed values: never a transaction ID, a PRID or error text.
+
+use std::{sync::Arc, time::Duration};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Crates that log statement parameters or frame contents (PRIDs, bodies) below INFO. Their
+/// verbose levels are never enabled, whatever `RUST_LOG` says: the logging rule is not traded
+/// for debuggability.
+const PAYLOAD_LOGGING_CRATES: [&str; 4] = ["tokio_postgres", "postgres_", "lapin", "amq_protocol"];
+
+fn may_carry_payload(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() > tracing::Level::INFO
+        && PAYLOAD_LOGGING_CRATES
+            .iter()
+            .any(|prefix| metadata.target().starts_with(prefix))
+}
+
+/// Installs the global tracing subscriber: human-readable or JSON lines on stderr, level from
+/// `RUST_LOG` when set, else `log.level`.
+pub fn init_logging(settings: &LogSettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let guard = tracing_subscriber::filter::filter_fn(|metadata| !may_carry_payload(metadata));
+    let registry = tracing_subscriber::registry().with(filter).with(guard);
+    let result = match settings.format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            registry
+                .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+                .try_init()
+        }
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    // A second initialisation (tests building several apps) keeps the first subscriber.
+    let _ = result;
+}
+
+/// How a delivery ended, the `outcome` label of `prereg_sync_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    Stored,
+    Duplicate,
+    Rejected,
+    Retried,
+    DeadLettered,
+}
+
+impl MessageOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            MessageOutcome::Stored => "stored",
+            MessageOutcome::Duplicate => "duplicate",
+            MessageOutcome::Rejected => "rejected",
+            MessageOutcome::Retried => "retried",
+            MessageOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    messages: IntCounterVec,
+    prids: IntCounterVec,
+    replies: IntCounterVec,
+    processing_seconds: Histogram,
+    batch_size: Histogram,
+    in_flight: IntGauge,
+    reconnects: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("prereg_sync".into()), None)
+            .expect("static registry options are valid");
+        let messages = IntCounterVec::new(
+            Opts::new("messages_total", "Request deliveries by terminal outcome"),
+            &["outcome"],
+        )
+        .expect("static metric options are valid");
+        let prids = IntCounterVec::new(
+            Opts::new("prids_total", "PRIDs of processed requests by result"),
+            &["result"],
+        )
+        .expect("static metric options are valid");
+        let replies = IntCounterVec::new(
+            Opts::new("replies_published_total", "Replies published, by kind"),
+            &["kind"],
+        )
+        .expect("static metric options are valid");
+        let processing_seconds = Histogram::with_opts(HistogramOpts::new(
+            "processing_duration_seconds",
+            "Time from taking a delivery to acking it",
+        ))
+        .expect("static metric options are valid");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("batch_size_prids", "PRIDs per request")
+                .buckets(vec![1.0, 10.0, 100.0, 1000.0, 10000.0]),
+        )
+        .expect("static metric options are valid");
+        let in_flight = IntGauge::new("in_flight_messages", "Deliveries being processed")
+            .expect("static metric options are valid");
+        let reconnects = IntCounter::new("broker_reconnects_total", "Broker reconnections")
+            .expect("static metric options are valid");
+        let build_info = IntGauge::with_opts(
+            Opts::new("build_info", "Build information")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("static metric options are valid");
+        build_info.set(1);
+        for collector in [
+            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(prids.clone()),
+            Box::new(replies.clone()),
+            Box::new(processing_seconds.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(reconnects.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics(Arc::new(Inner {
+            registry,
+            messages,
+            prids,
+            replies,
+            processing_seconds,
+            batch_size,
+            in_flight,
+            reconnects,
+        }))
+    }
+
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// A delivery reached its terminal outcome.
+    pub fn message_finished(
+        &self,
+        outcome: MessageOutcome,
+        transaction_id: &str,
+        error_code: Option<&str>,
+        elapsed: Duration,
+    ) {
+        self.0.messages.with_label_values(&[outcome.as_str()]).inc();
+        self.0.processing_seconds.observe(elapsed.as_secs_f64());
+        match outcome {
+            MessageOutcome::Stored | MessageOutcome::Duplicate => {
+                tracing::info!(
+                    transaction_id,
+                    outcome = outcome.as_str(),
+                    "request processed"
+                )
+            }
+            _ => tracing::warn!(
+                transaction_id,
+                outcome = outcome.as_str(),
+                error_code = error_code.unwrap_or(""),
+                "request not stored"
+            ),
+        }
+    }
+
+    /// PRID counts of one stored request.
+    pub fn prids_stored(&self, new: u64, already_present: u64, malformed: usize, unknown: usize) {
+        let prids = &self.0.prids;
+        prids.with_label_values(&["stored"]).inc_by(new);
+        prids
+            .with_label_values(&["already_present"])
+            .inc_by(already_present);
+        prids
+            .with_label_values(&["rejected_format"])
+            .inc_by(malformed as u64);
+        prids
+            .with_label_values(&["rejected_unknown"])
+            .inc_by(unknown as u64);
+        self.0.batch_size.observe((new + already_present) as f64);
+    }
+
+    pub fn reply_published(&self, kind: &'static str) {
+        self.0.replies.with_label_values(&[kind]).inc();
+    }
+
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.0.in_flight
+    }
+
+    pub fn broker_reconnecting(&self, error: &dyn std::fmt::Display, delay: Duration) {
+        self.0.reconnects.inc();
+        tracing::warn!(error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
+    }
+}

@@ -1,0 +1,479 @@
+//! Test harness: every test gets its own RabbitMQ vhost and its own PostgreSQL database, both
+//! removed when the test's [`TestEnv`] is dropped, so tests run in parallel without sharing
+//! anything but the two servers. The worker runs either in process ([`TestEnv::spawn_app`]) or
+//! as the real binary ([`TestEnv::spawn_process`]) for signal tests.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+        QueueDeclareOptions,
+    },
+    types::FieldTable,
+};
+use prereg_sync::{config::Settings, message::prid, startup::Application};
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+pub const EXCHANGE: &str = "prereg.reverse-sync";
+pub const ROUTING_KEY: &str = "consumed-prereg-ids";
+pub const REQUEST_QUEUE: &str = "prereg.reverse-sync.requests";
+pub const REPLY_QUEUE: &str = "prereg.reverse-sync.replies";
+pub const DLQ: &str = "prereg.reverse-sync.dlq";
+
+/// Runs a command and panics with its output if it fails: a missing service must fail the
+/// test loudly, never skip it.
+pub fn must(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    must(Command::new("rabbitmqctl").args(args))
+}
+
+/// One test's private vhost and database.
+pub struct TestEnv {
+    pub id: String,
+    pub vhost: String,
+    pub database: String,
+    /// `PREREG_SYNC__*` and URL variables that point the worker at this environment.
+    pub vars: HashMap<String, String>,
+    app: Option<(
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
+    pub http: Option<std::net::SocketAddr>,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        Self::with_vars(&[])
+    }
+
+    /// A fresh vhost and database name, plus `extra` configuration variables.
+    pub fn with_vars(extra: &[(&str, &str)]) -> TestEnv {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let vhost = format!("prs-test-{id}");
+        let database = format!("prs_test_{id}");
+        rabbitmqctl(&["add_vhost", &vhost]);
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+        let mut vars: HashMap<String, String> = [
+            (
+                "AMQP_URL",
+                format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            ),
+            (
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            ),
+            ("PREREG_SYNC__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+            ("PREREG_SYNC__RETRY__DELAYS", "1s,2s".to_owned()),
+            ("PREREG_SYNC__RETRY__IMMEDIATE_MIN_DELAY", "20ms".to_owned()),
+            (
+                "PREREG_SYNC__RETRY__IMMEDIATE_MAX_DELAY",
+                "100ms".to_owned(),
+            ),
+            ("PREREG_SYNC__RETRY__OUTAGE_MAX_DELAY", "1s".to_owned()),
+            ("PREREG_SYNC__AMQP__RECONNECT_MAX_DELAY", "1s".to_owned()),
+            ("PREREG_SYNC__WORKER__SHUTDOWN_GRACE", "10s".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        TestEnv {
+            id,
+            vhost,
+            database,
+            vars,
+            app: None,
+            http: None,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::load_from(&config_dir(), &self.vars).expect("test settings load")
+    }
+
+    /// Builds and starts the worker in process; returns once it consumes.
+    pub async fn spawn_app(&mut self) {
+        let app = Application::build(self.settings())
+            .await
+            .expect("application builds");
+        self.http = Some(app.http_addr());
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(token.clone()));
+        self.app = Some((token, handle));
+        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    /// Stops the in-process worker gracefully.
+    pub async fn stop_app(&mut self) {
+        if let Some((token, handle)) = self.app.take() {
+            token.cancel();
+            handle
+                .await
+                .expect("worker task")
+                .expect("worker exits cleanly");
+        }
+    }
+
+    pub async fn ready(&self) -> bool {
+        let Some(addr) = self.http else { return false };
+        match reqwest::get(format!("http://{addr}/readyz")).await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.ready().await {
+            assert!(
+                Instant::now() < deadline,
+                "worker not ready within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts the real binary against this environment; stderr (logs) goes to `log`.
+    pub fn spawn_process(&self, extra: &[(&str, &str)], log: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
+        cmd.arg("--config-dir").arg(config_dir()).arg("run");
+        cmd.env_remove("RUST_LOG");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning the worker binary")
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 user=postgres dbname={}", self.database),
+            NoTls,
+        )
+        .await
+        .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Runs the migrations without a worker (for fixtures before the worker starts).
+    pub async fn migrate(&self) {
+        let settings = self.settings();
+        let config = prereg_sync::storage::pg_config(&settings.database).unwrap();
+        prereg_sync::storage::migrate::prepare_database(&config, true)
+            .await
+            .unwrap();
+    }
+
+    pub async fn broker(&self) -> Broker {
+        Broker::connect(&self.vhost).await
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db().await.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// Seeds `applicant_demographic` rows so the known-application check passes.
+    pub async fn seed_applications(&self, prids: &[String]) {
+        self.db()
+            .await
+            .execute(
+                "INSERT INTO prereg.applicant_demographic (prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, \
+                 status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes) \
+                 SELECT id, '\\x00'::bytea, 'h', now(), 'Booked', 'eng', 'u', 'test', now() FROM unnest($1::varchar[]) id \
+                 ON CONFLICT DO NOTHING",
+                &[&prids],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some((token, handle)) = self.app.take() {
+            token.cancel();
+            handle.abort();
+        }
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qAtc",
+            ])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .output();
+    }
+}
+
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A test-side AMQP client on the test's vhost.
+pub struct Broker {
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+impl Broker {
+    pub async fn connect(vhost: &str) -> Broker {
+        let connection = Connection::connect(
+            &format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            ConnectionProperties::default(),
+        )
+        .await
+        .expect("test broker connection");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Broker {
+            connection,
+            channel,
+        }
+    }
+
+    /// Declares a reply queue owned by the test (durable so it survives worker restarts).
+    pub async fn reply_queue(&self, name: &str) -> String {
+        self.channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        name.to_owned()
+    }
+
+    /// Publishes a request to the request exchange and waits for the broker's confirm.
+    pub async fn publish(&self, body: &[u8], properties: BasicProperties) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                EXCHANGE.into(),
+                ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "request publish confirmed");
+    }
+
+    /// Publishes without waiting for each confirm; call [`Broker::confirm_all`] after.
+    pub async fn publish_pipelined(&self, body: &[u8], properties: BasicProperties) {
+        let _ = self
+            .channel
+            .basic_publish(
+                EXCHANGE.into(),
+                ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn confirm_all(&self) {
+        self.channel.wait_for_confirms().await.unwrap();
+    }
+
+    /// Takes one message from `queue`, waiting up to `limit`.
+    pub async fn get(&self, queue: &str, limit: Duration) -> Option<Delivery> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(message) = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                message
+                    .delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .unwrap();
+                return Some(message.delivery);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes `n` messages from `queue` within `limit`, panicking if fewer arrive.
+    pub async fn get_n(&self, queue: &str, n: usize, limit: Duration) -> Vec<Delivery> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::with_capacity(n);
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        while out.len() < n {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .unwrap();
+                    out.push(delivery);
+                }
+                _ => panic!(
+                    "only {} of {n} messages arrived on {queue} within {limit:?}",
+                    out.len()
+                ),
+            }
+        }
+        self.channel
+            .basic_cancel(consumer.tag(), Default::default())
+            .await
+            .unwrap();
+        out
+    }
+
+    /// Message count of a queue (passive declare).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.unwrap();
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = channel.close(200, "".into()).await;
+        q.message_count()
+    }
+}
+
+/// Valid, unique PRIDs under the default MOSIP rules.
+pub fn prids(n: usize) -> Vec<String> {
+    let rules = prid::PridRules::default();
+    let mut rng = rand::rng();
+    let mut out: Vec<String> = Vec::with_capacity(n);
+    while out.len() < n {
+        let candidate = prid::generate_valid(&rules, &mut rng);
+        if !out.contains(&candidate) {
+            out.push(candidate);
+        }
+    }
+    out
+}
+
+pub const REQUEST_TIME: &str = "2026-11-22T07:05:08.850Z";
+
+pub fn request_body(prids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": "mosip.pre-registration.datasync.store",
+        "version": "1.0",
+        "requesttime": REQUEST_TIME,
+        "request": {"preRegistrationIds": prids},
+    }))
+    .unwrap()
+}
+
+pub fn properties(message_id: &str, reply_to: Option<&str>) -> BasicProperties {
+    let mut props = BasicProperties::default()
+        .with_message_id(message_id.into())
+        .with_correlation_id(format!("corr-{message_id}").into())
+        .with_content_type("application/json".into())
+        .with_app_id("rp-test".into())
+        .with_delivery_mode(2);
+    if let Some(reply_to) = reply_to {
+        props = props.with_reply_to(reply_to.into());
+    }
+    props
+}
+
+pub fn json(delivery: &Delivery) -> serde_json::Value {
+    serde_json::from_slice(&delivery.data).expect("reply is JSON")
+}
+
+pub fn error_code(delivery: &Delivery) -> String {
+    json(delivery)["errors"][0]["errorCode"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+pub fn header_str(delivery: &Delivery, key: &str) -> Option<String> {
+    prereg_sync::amqp::headers::string(delivery.properties.headers().as_ref(), key)
+        .map(str::to_owned)
+}
+
+pub fn header_int(delivery: &Delivery, key: &str) -> Option<i64> {
+    prereg_sync::amqp::headers::integer(delivery.properties.headers().as_ref(), key)
+}
+
+pub fn now_utc() -> chrono::NaiveDateTime {
+    Utc::now().naive_utc()
+}

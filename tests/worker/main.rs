@@ -1,0 +1,10 @@
+//! End-to-end tests of the worker against real RabbitMQ and PostgreSQL: real AMQP messages in,
+//! real replies and rows out. Each test owns a vhost and a database (see `helpers`).
+
+mod helpers;
+
+mod idempotency;
+mod lifecycle;
+mod secrets_in_logs;
+mod store;
+mod validation;
