@@ -28,6 +28,8 @@
 pub mod amqp;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod health;
 pub mod http;
 pub mod loadgen;

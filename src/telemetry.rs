@@ -85,6 +85,7 @@ struct Inner {
     batch_size: Histogram,
     in_flight: IntGauge,
     reconnects: IntCounter,
+    retries: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -126,6 +127,14 @@ impl Metrics {
             .expect("static metric options are valid");
         let reconnects = IntCounter::new("broker_reconnects_total", "Broker reconnections")
             .expect("static metric options are valid");
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "retries_total",
+                "Retries of transient failures, by kind (immediate, delayed)",
+            ),
+            &["kind"],
+        )
+        .expect("static metric options are valid");
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Build information")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -140,6 +149,7 @@ impl Metrics {
             Box::new(batch_size.clone()),
             Box::new(in_flight.clone()),
             Box::new(reconnects.clone()),
+            Box::new(retries.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -156,6 +166,7 @@ impl Metrics {
             batch_size,
             in_flight,
             reconnects,
+            retries,
         }))
     }
 
@@ -208,6 +219,22 @@ impl Metrics {
         self.0.batch_size.observe((new + already_present) as f64);
     }
 
+    /// A transient failure is retried in process after `delay`.
+    pub fn retrying_immediately(&self, error: &dyn std::fmt::Display, delay: Duration) {
+        self.0.retries.with_label_values(&["immediate"]).inc();
+        tracing::debug!(error = %error, retry_in = ?delay, "transient failure; retrying");
+    }
+
+    /// A request went to a delayed-retry queue.
+    pub fn retry_scheduled(&self, transaction_id: &str, queue: &str) {
+        self.0.retries.with_label_values(&["delayed"]).inc();
+        tracing::info!(
+            transaction_id,
+            queue,
+            "transient failure persists; delayed retry scheduled"
+        );
+    }
+
     pub fn reply_published(&self, kind: &'static str) {
         self.0.replies.with_label_values(&[kind]).inc();
     }
@@ -219,5 +246,24 @@ impl Metrics {
     pub fn broker_reconnecting(&self, error: &dyn std::fmt::Display, delay: Duration) {
         self.0.reconnects.inc();
         tracing::warn!(error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_namespace_and_labels_are_bounded() {
+        let metrics = Metrics::new();
+        metrics.retrying_immediately(&"e", Duration::from_millis(1));
+        metrics.message_finished(MessageOutcome::Stored, "tx", None, Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(
+            text.contains("prereg_sync_retries_total{kind=\"immediate\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("prereg_sync_messages_total{outcome=\"stored\"} 1"));
+        assert!(!text.contains("tx"), "no transaction ID in any label");
     }
 }

@@ -3,7 +3,11 @@
 //! (and a dead-letter copy or delayed retry when due), and acks only after every publish is
 //! confirmed: the request is never acked before its outcome is durable.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use chrono::Utc;
@@ -17,7 +21,10 @@ use lapin::{
     types::FieldTable,
 };
 use regex::Regex;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -31,7 +38,7 @@ use crate::{
     message::{ErrorCode, Reply},
     processor::{Decision, Identity, Incoming, Processor, Verdict},
     retry::{FailureClass, RetryPolicy, retry_queue_name},
-    storage::{StorageError, audit::AuditEvent},
+    storage::{StorageError, audit::AuditEvent, suspects},
     telemetry::{MessageOutcome, Metrics},
 };
 
@@ -91,6 +98,20 @@ struct Job {
 }
 
 impl Job {
+    fn new(delivery: Delivery, publisher: Publisher) -> Job {
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str());
+        Job {
+            identity: Identity::of(message_id, &delivery.data),
+            delivery,
+            publisher,
+            started: Instant::now(),
+        }
+    }
+
     fn app_id(&self) -> &str {
         self.delivery
             .properties
@@ -191,20 +212,29 @@ impl Consumer {
 
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
+        let mut suspects = Suspects::default();
+        let mut suspect = JoinSet::new();
         let end = loop {
             while tasks.try_join_next().is_some() {}
             // While the database is down no new delivery is taken: those in flight are held.
-            let ready = async {
+            let next = async {
                 self.health.wait_for_database().await;
-                permits.clone().acquire_owned().await
+                let permit = permits.clone().acquire_owned().await;
+                (
+                    permit.expect("the semaphore is never closed"),
+                    consumer.next().await,
+                )
             };
-            let permit = tokio::select! {
+            let step = tokio::select! {
                 _ = shutdown.cancelled() => break SessionEnd::Shutdown,
-                permit = ready => permit.expect("the semaphore is never closed"),
+                _ = suspects.next_due(suspect.is_empty()) => None,
+                Some(_) = suspect.join_next() => continue,
+                taken = next => Some(taken),
             };
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break SessionEnd::Shutdown,
-                next = consumer.next() => next,
+            let Some((permit, next)) = step else {
+                let batch = std::mem::take(&mut suspects.waiting);
+                suspect.spawn(self.clone().run_suspects(batch, session.clone()));
+                continue;
             };
             let delivery = match next {
                 Some(Ok(delivery)) => delivery,
@@ -213,28 +243,15 @@ impl Consumer {
                     break SessionEnd::Lost(anyhow::anyhow!("the broker cancelled the consumer"));
                 }
             };
-            let job = Job {
-                identity: Identity::of(
-                    delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|m| m.as_str()),
-                    &delivery.data,
-                ),
-                delivery,
-                publisher: publisher.clone(),
-                started: Instant::now(),
-            };
-            let this = self.clone();
-            let cancel = session.clone();
-            tasks.spawn(async move {
-                this.metrics.in_flight().inc();
-                this.handle(job, &cancel).await;
-                this.metrics.in_flight().dec();
-                drop(permit);
-            });
+            let job = Job::new(delivery, publisher.clone());
+            if job.header_integer(headers::DELIVERY_COUNT) > 0 {
+                suspects.push(job, permit);
+            } else {
+                tasks.spawn(self.clone().run_job(job, permit, session.clone()));
+            }
         };
+        // Buffered suspects go back to the queue with the channel.
+        suspects.waiting.clear();
         self.health.set_consuming(false);
         match &end {
             SessionEnd::Shutdown => {
@@ -243,6 +260,7 @@ impl Consumer {
                     .await;
                 let drained = tokio::time::timeout(self.shutdown_grace, async {
                     while tasks.join_next().await.is_some() {}
+                    while suspect.join_next().await.is_some() {}
                 })
                 .await;
                 if drained.is_err() {
@@ -251,6 +269,7 @@ impl Consumer {
                         "shutdown grace period over; unfinished deliveries go back to the queue"
                     );
                     tasks.abort_all();
+                    suspect.abort_all();
                 }
                 session.cancel();
                 publisher.close().await;
@@ -262,10 +281,76 @@ impl Consumer {
                 // redelivers their messages and idempotency absorbs any that were stored.
                 session.cancel();
                 tasks.abort_all();
+                suspect.abort_all();
                 let _ = connection.close(320, "reconnecting".into()).await;
             }
         }
         Ok(end)
+    }
+
+    /// Tries redelivered deliveries one at a time, the never-tried-alone first (in arrival
+    /// order), each attempt recorded durably before it starts.
+    ///
+    /// Why: a crash returns the whole prefetch window to the queue and the broker counts a
+    /// delivery for each message in it, so innocent neighbours of a crashing message would reach
+    /// the delivery limit with it. Tried alone, only the culprit is in flight when the worker
+    /// dies, and its recorded attempt puts it last next time: the neighbours are answered and
+    /// acked first, and only the culprit keeps coming back until the delivery limit.
+    async fn run_suspects(
+        self: Arc<Self>,
+        mut batch: Vec<(Job, OwnedSemaphorePermit)>,
+        cancel: CancellationToken,
+    ) {
+        let pool = self.processor.pool();
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|(job, _)| job.identity.transaction_id.as_str())
+            .collect();
+        let lookup = || async { suspects::attempts(&pool.get().await?, &ids).await };
+        let attempts = match self.with_database(lookup, &cancel).await {
+            None => return, // session over: the deliveries go back with the channel
+            Some(Ok(attempts)) => attempts,
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "suspect attempts unknown; trying in arrival order");
+                HashMap::new()
+            }
+        };
+        drop(ids);
+        // Stable: equal attempts keep arrival order.
+        batch.sort_by_key(|(job, _)| {
+            attempts
+                .get(job.identity.transaction_id.as_str())
+                .copied()
+                .unwrap_or(0)
+        });
+        for (job, permit) in batch {
+            let id = job.identity.transaction_id.to_string();
+            let mark = || async { suspects::mark_attempt(&pool.get().await?, &id).await };
+            match self.with_database(mark, &cancel).await {
+                None => return,
+                Some(Err(err)) => tracing::warn!(error = %err, "suspect attempt not recorded"),
+                Some(Ok(())) => {}
+            }
+            tracing::info!(transaction_id = %id, "redelivered request tried in isolation");
+            self.clone().run_job(job, permit, cancel.clone()).await;
+            let clear = || async { suspects::clear(&pool.get().await?, &id).await };
+            if let Some(Err(err)) = self.with_database(clear, &cancel).await {
+                tracing::warn!(error = %err, "suspect record not cleared");
+            }
+        }
+    }
+
+    /// Handles one job, holding its concurrency permit until done.
+    async fn run_job(
+        self: Arc<Self>,
+        job: Job,
+        permit: OwnedSemaphorePermit,
+        cancel: CancellationToken,
+    ) {
+        self.metrics.in_flight().inc();
+        self.handle(job, &cancel).await;
+        self.metrics.in_flight().dec();
+        drop(permit);
     }
 
     async fn subscribe(
@@ -308,6 +393,8 @@ impl Consumer {
                 .await;
             return;
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::maybe_crash(job.identity.transaction_id.as_str());
         let incoming = Incoming {
             body: &job.delivery.data,
             content_type: job
@@ -352,7 +439,7 @@ impl Consumer {
             let result = (&mut operation)
                 .retry(self.policy.immediate())
                 .when(|err: &StorageError| err.class() == FailureClass::Transient)
-                .notify(|err, delay| tracing::debug!(error = %err, ?delay, "transient failure; retrying"))
+                .notify(|err, delay| self.metrics.retrying_immediately(err, delay))
                 .await;
             match result {
                 Err(err) if err.class() == FailureClass::InfrastructureDown => {
@@ -453,6 +540,8 @@ impl Consumer {
             .await
         {
             Ok(Published::Confirmed) => {
+                self.metrics
+                    .retry_scheduled(job.identity.transaction_id.as_str(), &queue);
                 self.ack(
                     job,
                     MessageOutcome::Retried,
@@ -572,6 +661,34 @@ impl Consumer {
             ..Default::default()
         };
         let _ = job.delivery.acker.nack(options).await;
+    }
+}
+
+/// How long the dispatcher waits after the last delivery before starting a suspect, so the
+/// whole redelivered prefetch window is buffered first.
+const SUSPECT_SETTLE: Duration = Duration::from_millis(200);
+
+/// Redelivered deliveries (`x-delivery-count` > 0) waiting to be tried in isolation: one of
+/// them may have crashed the worker (see [`Consumer::run_suspects`]).
+#[derive(Default)]
+struct Suspects {
+    waiting: Vec<(Job, OwnedSemaphorePermit)>,
+    last_arrival: Option<tokio::time::Instant>,
+}
+
+impl Suspects {
+    fn push(&mut self, job: Job, permit: OwnedSemaphorePermit) {
+        self.waiting.push((job, permit));
+        self.last_arrival = Some(tokio::time::Instant::now());
+    }
+
+    /// Resolves when a waiting suspect may start: `idle` (none running), and the window has
+    /// settled.
+    async fn next_due(&self, idle: bool) {
+        match (idle, self.waiting.is_empty(), self.last_arrival) {
+            (true, false, Some(last)) => tokio::time::sleep_until(last + SUSPECT_SETTLE).await,
+            _ => std::future::pending().await,
+        }
     }
 }
 

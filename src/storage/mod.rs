@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod migrate;
+pub mod suspects;
 pub mod transactions;
 
 use std::time::Duration;

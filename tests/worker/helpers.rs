@@ -118,6 +118,12 @@ impl TestEnv {
 
     /// Builds and starts the worker in process; returns once it consumes.
     pub async fn spawn_app(&mut self) {
+        self.start_app().await;
+        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    /// Builds and starts the worker in process without waiting for it to become ready.
+    pub async fn start_app(&mut self) {
         let app = Application::build(self.settings())
             .await
             .expect("application builds");
@@ -125,7 +131,29 @@ impl TestEnv {
         let token = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(token.clone()));
         self.app = Some((token, handle));
-        self.wait_ready(Duration::from_secs(30)).await;
+    }
+
+    pub async fn metrics(&self) -> String {
+        let addr = self.http.expect("app spawned");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `prereg_sync_retries_total{kind="delayed"}`;
+    /// 0 when the sample is absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
     }
 
     /// Stops the in-process worker gracefully.

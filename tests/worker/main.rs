@@ -2,7 +2,9 @@
 //! real replies and rows out. Each test owns a vhost and a database (see `helpers`).
 
 mod helpers;
+mod proxy;
 
+mod failures;
 mod idempotency;
 mod lifecycle;
 mod secrets_in_logs;
