@@ -132,7 +132,7 @@ pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> 
     );
     ours.insert(FIRST_FAILURE_TIME.into(), long_string(&first_failure));
     ours.insert(TRANSACTION_ID.into(), long_string(failure.transaction_id));
-    let headers = merge_within_budget(old, ours, |key| is_broker_owned(key));
+    let headers = merge_within_budget(old, ours, is_broker_owned);
     original.clone().with_headers(headers)
 }
 

@@ -69,7 +69,7 @@ impl Publisher {
                     properties,
                 )
                 .await?;
-            Ok::<_, lapin::Error>(confirm.await?)
+            confirm.await
         };
         match tokio::time::timeout(self.timeout, send_and_confirm).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),

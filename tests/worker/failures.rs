@@ -345,6 +345,10 @@ async fn closed_broker_connections_are_survived() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the crash switch: --features fault-injection"
+)]
 async fn a_crash_looping_message_is_dead_lettered_by_the_delivery_limit() {
     let env = TestEnv::with_vars(&[
         ("PREREG_SYNC__AMQP__DELIVERY_LIMIT", "4"),

@@ -344,7 +344,8 @@ impl Broker {
 
     /// Publishes without waiting for each confirm; call [`Broker::confirm_all`] after.
     pub async fn publish_pipelined(&self, body: &[u8], properties: BasicProperties) {
-        let _ = self
+        // The confirm is collected by `wait_for_confirms`, not awaited one by one.
+        let confirm = self
             .channel
             .basic_publish(
                 EXCHANGE.into(),
@@ -355,6 +356,7 @@ impl Broker {
             )
             .await
             .unwrap();
+        drop(confirm);
     }
 
     pub async fn confirm_all(&self) {
