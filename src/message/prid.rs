@@ -124,7 +124,7 @@ impl PridValidator {
 /// # Panics
 ///
 /// If no valid PRID turns up in a million attempts: the rules are then unsatisfiable (a length of
-/// 0, a `sequence_limit` of 1, a `repeating_limit` of 9 or more with more than ten digits...),
+/// 0, a `sequence_limit` of 1, a `repeating_limit` of 10 or more with more than ten digits...),
 /// and a load generator that cannot produce IDs has nothing better to do than stop and say so.
 pub fn generate_valid<R: Rng + ?Sized>(rules: &PridRules, rng: &mut R) -> String {
     const MAX_ATTEMPTS: usize = 1_000_000;
@@ -459,7 +459,7 @@ mod tests {
     #[should_panic(expected = "unsatisfiable")]
     fn generation_gives_up_on_unsatisfiable_rules() {
         let rules = PridRules {
-            sequence_limit: 1,
+            length: 0,
             ..PridRules::default()
         };
         generate_valid(&rules, &mut StdRng::seed_from_u64(1));
