@@ -1,0 +1,124 @@
+//! Faults that stop a shared service. `scripts/test` runs this binary alone, after every
+//! parallel test, with one test thread: nothing else may be using PostgreSQL meanwhile.
+
+#[allow(dead_code)]
+#[path = "../worker/helpers.rs"]
+mod helpers;
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use helpers::*;
+
+fn cluster(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a Debian PostgreSQL cluster")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a PostgreSQL version directory");
+    let mut cmd = Command::new("pg_ctlcluster");
+    cmd.args(["--skip-systemctl-redirect", &version, "main", action]);
+    if action == "stop" {
+        cmd.args(["-m", "fast"]);
+    }
+    must(&mut cmd);
+}
+
+/// Makes sure the shared cluster is running again even if an assertion fails mid-test.
+struct Restart;
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let ready = Command::new("pg_isready")
+            .args(["-q", "-h", "127.0.0.1"])
+            .status();
+        if !ready.is_ok_and(|s| s.success()) {
+            cluster("start");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
+    let _restart = Restart;
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let ids = prids(400);
+    env.seed_applications(&ids).await;
+    let broker = env.broker().await;
+    let replies = broker.reply_queue("rp.replies").await;
+    for (i, pair) in ids.chunks(2).enumerate() {
+        broker
+            .publish_pipelined(
+                &request_body(pair),
+                properties(&format!("tx-{i}"), Some(&replies)),
+            )
+            .await;
+    }
+    broker.confirm_all().await;
+    // Stop PostgreSQL while the stream is being processed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env
+        .count("SELECT count(*) FROM prereg.sync_transaction")
+        .await
+        < 20
+    {
+        assert!(Instant::now() < deadline, "stream never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster("stop");
+    let stopped = Instant::now();
+    let mut saw_not_ready = false;
+    while stopped.elapsed() < Duration::from_secs(15) {
+        saw_not_ready |= !env.ready().await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        saw_not_ready,
+        "readiness went false while PostgreSQL was down"
+    );
+    assert_eq!(broker.depth(DLQ).await, 0, "an outage dead-letters nothing");
+    cluster("start");
+
+    let got = broker.get_n(&replies, 200, Duration::from_secs(120)).await;
+    env.wait_ready(Duration::from_secs(30)).await;
+    env.stop_app().await;
+    let extra = broker.depth(&replies).await as usize;
+    let mut answered = std::collections::HashMap::new();
+    for reply in got.iter().chain(
+        broker
+            .get_n(&replies, extra, Duration::from_secs(10))
+            .await
+            .iter(),
+    ) {
+        assert_eq!(error_code(reply), "");
+        answered
+            .entry(header_str(reply, "x-transaction-id").unwrap())
+            .or_insert_with(Vec::new)
+            .push(reply.data.clone());
+    }
+    assert_eq!(answered.len(), 200, "every request answered");
+    assert!(
+        answered.values().all(|r| r.iter().all(|b| *b == r[0])),
+        "a repeated reply is the same reply"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_transaction")
+            .await,
+        200
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
+            .await,
+        400
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'STORED'")
+            .await,
+        200
+    );
+    assert_eq!(broker.depth(REQUEST_QUEUE).await, 0);
+    assert_eq!(broker.depth(DLQ).await, 0);
+}
