@@ -15,7 +15,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::StorageError;
+use crate::{storage::StorageError, telemetry::Metrics};
 
 /// A database check older than this no longer counts as "the database is up".
 const DB_CHECK_FRESHNESS: Duration = Duration::from_secs(5);
@@ -26,6 +26,7 @@ const DB_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Health(Arc<Inner>);
 
 struct Inner {
+    metrics: Metrics,
     consuming: AtomicBool,
     broker_blocked: AtomicBool,
     shutting_down: AtomicBool,
@@ -33,9 +34,11 @@ struct Inner {
     db_up: watch::Sender<bool>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
+impl Health {
+    /// Connectivity changes are logged here and reflected in `metrics`.
+    pub fn new(metrics: Metrics) -> Health {
         Health(Arc::new(Inner {
+            metrics,
             consuming: AtomicBool::new(false),
             broker_blocked: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -43,9 +46,7 @@ impl Default for Health {
             db_up: watch::Sender::new(true),
         }))
     }
-}
 
-impl Health {
     pub fn is_ready(&self) -> bool {
         let db_fresh = self
             .0
@@ -62,6 +63,7 @@ impl Health {
 
     pub fn set_consuming(&self, consuming: bool) {
         self.0.consuming.store(consuming, Ordering::Relaxed);
+        self.0.metrics.broker_connected(consuming);
     }
 
     pub fn set_broker_blocked(&self, blocked: bool) {
@@ -79,6 +81,7 @@ impl Health {
     /// A statement failed because the database is unreachable: stop taking deliveries until
     /// the probe sees it back.
     pub fn report_database_down(&self) {
+        self.0.metrics.database_up(false);
         if self.0.db_up.send_replace(false) {
             tracing::warn!("database unreachable: holding in-flight deliveries, consuming paused");
         }
@@ -88,6 +91,7 @@ impl Health {
         if let Ok(mut last) = self.0.last_db_ok.lock() {
             *last = Some(Instant::now());
         }
+        self.0.metrics.database_up(true);
         if !self.0.db_up.send_replace(true) {
             tracing::info!("database reachable again: resuming");
         }
@@ -109,6 +113,7 @@ impl Health {
     ) {
         let mut delay = DB_CHECK_INTERVAL;
         loop {
+            self.0.metrics.pool_status(pool.status());
             match check(&pool).await {
                 Ok(()) => {
                     self.report_database_ok();

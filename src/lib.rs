@@ -19,6 +19,7 @@
 //! - [`retry`]: failure classes and the retry budget.
 //! - [`health`], [`http`], [`telemetry`]: readiness, `/metrics` `/healthz` `/readyz`, logs and
 //!   metrics.
+//! - [`dlq`]: the dead-letter tools (list, show, replay, delete, export), loss-free by design.
 //! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
 //! - [`cli`]: the command line.
 //!
@@ -28,6 +29,7 @@
 pub mod amqp;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod health;

@@ -240,7 +240,7 @@ impl Processor {
         let record = AuditRecord {
             at: Utc::now().naive_utc(),
             app_id,
-            transaction_id: identity.transaction_id.as_str(),
+            transaction_id: Some(identity.transaction_id.as_str()),
             event,
             error_code: code.map(ErrorCode::code),
         };

@@ -46,7 +46,7 @@ impl Application {
         } = settings;
         let pool = storage::build_pool(&database)?;
         let metrics = Metrics::new();
-        let health = Health::default();
+        let health = Health::new(metrics.clone());
         let http_shutdown = CancellationToken::new();
         let (http_addr, http_task) = http::serve(
             http_settings.listen,

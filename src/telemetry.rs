@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -78,7 +78,9 @@ pub struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Registry,
+    process: Registry,
     messages: IntCounterVec,
+    error_replies: IntCounterVec,
     prids: IntCounterVec,
     replies: IntCounterVec,
     processing_seconds: Histogram,
@@ -86,6 +88,11 @@ struct Inner {
     in_flight: IntGauge,
     reconnects: IntCounter,
     retries: IntCounterVec,
+    replayed: IntCounter,
+    broker_connected: IntGauge,
+    database_up: IntGauge,
+    pool_connections: IntGaugeVec,
+    pool_waiters: IntGauge,
 }
 
 impl Default for Metrics {
@@ -94,85 +101,127 @@ impl Default for Metrics {
     }
 }
 
+/// Registers a collector built from constant options (which cannot fail) and returns it.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: prometheus::Result<C>,
+) -> C {
+    let collector = collector.expect("static metric options are valid");
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("prereg_sync".into()), None)
             .expect("static registry options are valid");
-        let messages = IntCounterVec::new(
-            Opts::new("messages_total", "Request deliveries by terminal outcome"),
-            &["outcome"],
-        )
-        .expect("static metric options are valid");
-        let prids = IntCounterVec::new(
-            Opts::new("prids_total", "PRIDs of processed requests by result"),
-            &["result"],
-        )
-        .expect("static metric options are valid");
-        let replies = IntCounterVec::new(
-            Opts::new("replies_published_total", "Replies published, by kind"),
-            &["kind"],
-        )
-        .expect("static metric options are valid");
-        let processing_seconds = Histogram::with_opts(HistogramOpts::new(
-            "processing_duration_seconds",
-            "Time from taking a delivery to acking it",
-        ))
-        .expect("static metric options are valid");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("batch_size_prids", "PRIDs per request")
-                .buckets(vec![1.0, 10.0, 100.0, 1000.0, 10000.0]),
-        )
-        .expect("static metric options are valid");
-        let in_flight = IntGauge::new("in_flight_messages", "Deliveries being processed")
-            .expect("static metric options are valid");
-        let reconnects = IntCounter::new("broker_reconnects_total", "Broker reconnections")
-            .expect("static metric options are valid");
-        let retries = IntCounterVec::new(
-            Opts::new(
-                "retries_total",
-                "Retries of transient failures, by kind (immediate, delayed)",
+        let r = &registry;
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            register(r, IntCounterVec::new(Opts::new(name, help), &[label]))
+        };
+        let build_info = register(
+            r,
+            IntGauge::with_opts(
+                Opts::new("build_info", "Build information")
+                    .const_label("version", env!("CARGO_PKG_VERSION")),
             ),
-            &["kind"],
-        )
-        .expect("static metric options are valid");
-        let build_info = IntGauge::with_opts(
-            Opts::new("build_info", "Build information")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )
-        .expect("static metric options are valid");
+        );
         build_info.set(1);
-        for collector in [
-            Box::new(messages.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(prids.clone()),
-            Box::new(replies.clone()),
-            Box::new(processing_seconds.clone()),
-            Box::new(batch_size.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(reconnects.clone()),
-            Box::new(retries.clone()),
-            Box::new(build_info),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
-        }
-        Metrics(Arc::new(Inner {
+        // Process metrics keep their conventional un-prefixed names (process_*), so they get a
+        // registry of their own.
+        let process = Registry::new();
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("metric names are unique");
+        let inner = Inner {
+            process,
+            messages: counter_vec(
+                "messages_total",
+                "Request deliveries by terminal outcome",
+                "outcome",
+            ),
+            error_replies: counter_vec(
+                "error_replies_total",
+                "Error replies by error code",
+                "error_code",
+            ),
+            prids: counter_vec(
+                "prids_total",
+                "PRIDs of processed requests by result",
+                "result",
+            ),
+            replies: counter_vec(
+                "replies_published_total",
+                "Replies published, by kind",
+                "kind",
+            ),
+            retries: counter_vec(
+                "retries_total",
+                "Retries of transient failures, by kind",
+                "kind",
+            ),
+            processing_seconds: register(
+                r,
+                Histogram::with_opts(HistogramOpts::new(
+                    "processing_duration_seconds",
+                    "Time from taking a delivery to acking it",
+                )),
+            ),
+            batch_size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("batch_size_prids", "PRIDs per request")
+                        .buckets(vec![1.0, 10.0, 100.0, 1000.0, 10000.0]),
+                ),
+            ),
+            in_flight: register(
+                r,
+                IntGauge::new("in_flight_messages", "Deliveries being processed"),
+            ),
+            reconnects: register(
+                r,
+                IntCounter::new("broker_reconnects_total", "Broker reconnections"),
+            ),
+            replayed: register(
+                r,
+                IntCounter::new(
+                    "replayed_messages_received_total",
+                    "Requests received back from a DLQ replay",
+                ),
+            ),
+            broker_connected: register(
+                r,
+                IntGauge::new("broker_connected", "1 while consuming from the broker"),
+            ),
+            database_up: register(
+                r,
+                IntGauge::new("database_up", "1 while the last database check succeeded"),
+            ),
+            pool_connections: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("db_pool_connections", "Pool connections by state"),
+                    &["state"],
+                ),
+            ),
+            pool_waiters: register(
+                r,
+                IntGauge::new("db_pool_waiters", "Tasks waiting for a pooled connection"),
+            ),
             registry,
-            messages,
-            prids,
-            replies,
-            processing_seconds,
-            batch_size,
-            in_flight,
-            reconnects,
-            retries,
-        }))
+        };
+        Metrics(Arc::new(inner))
     }
 
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
-        let _ = TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer);
+        let mut families = self.0.registry.gather();
+        families.extend(self.0.process.gather());
+        let _ = TextEncoder::new().encode(&families, &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }
 
@@ -185,6 +234,11 @@ impl Metrics {
         elapsed: Duration,
     ) {
         self.0.messages.with_label_values(&[outcome.as_str()]).inc();
+        if let (MessageOutcome::Rejected | MessageOutcome::DeadLettered, Some(code)) =
+            (outcome, error_code)
+        {
+            self.0.error_replies.with_label_values(&[code]).inc();
+        }
         self.0.processing_seconds.observe(elapsed.as_secs_f64());
         match outcome {
             MessageOutcome::Stored | MessageOutcome::Duplicate => {
@@ -241,6 +295,37 @@ impl Metrics {
 
     pub fn in_flight(&self) -> &IntGauge {
         &self.0.in_flight
+    }
+
+    /// A request came back from a DLQ replay (it carries `x-replay-count`).
+    pub fn replayed_received(&self, transaction_id: &str, replays: i64) {
+        self.0.replayed.inc();
+        tracing::info!(transaction_id, replays, "replayed request received");
+    }
+
+    pub fn broker_connected(&self, connected: bool) {
+        self.0.broker_connected.set(i64::from(connected));
+    }
+
+    pub fn database_up(&self, up: bool) {
+        self.0.database_up.set(i64::from(up));
+    }
+
+    pub fn pool_status(&self, status: deadpool_postgres::Status) {
+        let busy = status.size.saturating_sub(status.available);
+        self.0
+            .pool_connections
+            .with_label_values(&["idle"])
+            .set(status.available as i64);
+        self.0
+            .pool_connections
+            .with_label_values(&["busy"])
+            .set(busy as i64);
+        self.0
+            .pool_connections
+            .with_label_values(&["max"])
+            .set(status.max_size as i64);
+        self.0.pool_waiters.set(status.waiting as i64);
     }
 
     pub fn broker_reconnecting(&self, error: &dyn std::fmt::Display, delay: Duration) {

@@ -24,6 +24,9 @@ pub const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
 pub const TRANSACTION_ID: &str = "x-transaction-id";
 pub const REPLAY_COUNT: &str = "x-replay-count";
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
+/// prereg-sync's own carry-over of the broker's `x-death` counts when `dlq` tools move a
+/// message within the dead-letter queue (the broker-owned header itself is never written).
+pub const DEATH_COUNT: &str = "x-death-count";
 
 /// Headers the broker owns: read, never written, dropped on every republish.
 fn is_broker_owned(key: &str) -> bool {
@@ -144,9 +147,52 @@ pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
     let mut ours = FieldTable::default();
     ours.insert(REPLAY_COUNT.into(), AMQPValue::LongLongInt(replays));
     let headers = merge_within_budget(old, ours, |key| {
-        is_broker_owned(key) || FAILURE_HEADERS.contains(&key) || key == "x-dropped-headers"
+        is_broker_owned(key)
+            || FAILURE_HEADERS.contains(&key)
+            || key == "x-dropped-headers"
+            || key == DEATH_COUNT
     });
     original.clone().with_headers(headers)
+}
+
+/// The properties unchanged but for the broker-owned headers, whose death count is carried
+/// over in [`DEATH_COUNT`]: for moving a message within the dead-letter queue.
+pub fn without_broker_headers(original: &BasicProperties) -> BasicProperties {
+    let old = original.headers().as_ref();
+    let mut ours = FieldTable::default();
+    let deaths = integer(old, DEATH_COUNT).unwrap_or(0) + x_death_total(old);
+    if deaths > 0 {
+        ours.insert(DEATH_COUNT.into(), AMQPValue::LongLongInt(deaths));
+    }
+    let headers = merge_within_budget(old, ours, is_broker_owned);
+    original.clone().with_headers(headers)
+}
+
+/// Sum of the `count` fields of the broker's `x-death` entries.
+pub fn x_death_total(headers: Option<&FieldTable>) -> i64 {
+    let Some(AMQPValue::FieldArray(deaths)) = headers.and_then(|h| h.inner().get("x-death")) else {
+        return 0;
+    };
+    deaths
+        .as_slice()
+        .iter()
+        .filter_map(|death| match death {
+            AMQPValue::FieldTable(table) => integer(Some(table), "count"),
+            _ => None,
+        })
+        .sum()
+}
+
+/// The reason of the newest `x-death` entry (`rejected`, `expired`, `maxlen`,
+/// `delivery_limit`): why the broker dead-lettered a message the worker did not.
+pub fn x_death_reason(headers: Option<&FieldTable>) -> Option<&str> {
+    let Some(AMQPValue::FieldArray(deaths)) = headers.and_then(|h| h.inner().get("x-death")) else {
+        return None;
+    };
+    match deaths.as_slice().first()? {
+        AMQPValue::FieldTable(table) => string(Some(table), "reason"),
+        _ => None,
+    }
 }
 
 fn merge_within_budget(
@@ -297,6 +343,31 @@ mod tests {
             assert!(!headers.unwrap().contains_key(key), "{key}");
         }
         assert_eq!(string(headers, TRANSACTION_ID), Some("tx-1"));
+    }
+
+    #[test]
+    fn moving_within_the_dlq_carries_the_death_count_not_x_death() {
+        let mut death = FieldTable::default();
+        death.insert("count".into(), AMQPValue::LongLongInt(3));
+        death.insert("reason".into(), long_string("delivery_limit"));
+        let deaths = AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into());
+        let original = with_headers(&[("x-death", deaths), ("custom", long_string("kept"))]);
+        assert_eq!(
+            x_death_reason(original.headers().as_ref()),
+            Some("delivery_limit")
+        );
+        let moved = without_broker_headers(&original);
+        let headers = moved.headers().as_ref();
+        assert!(!headers.unwrap().contains_key("x-death"));
+        assert_eq!(integer(headers, DEATH_COUNT), Some(3));
+        assert_eq!(
+            integer(
+                without_broker_headers(&moved).headers().as_ref(),
+                DEATH_COUNT
+            ),
+            Some(3)
+        );
+        assert_eq!(string(headers, "custom"), Some("kept"));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("the broker refused the message (nack)")]
     Nacked,
+    #[error("no queue is bound to take the message (unroutable)")]
+    Unroutable,
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
 }
@@ -80,6 +82,12 @@ impl Publisher {
             // nack means the broker did not take responsibility for the message.
             Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
         }
+    }
+
+    /// False once the channel is closed (by the broker after a channel error, or with the
+    /// connection): every later publish on it would fail.
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
     }
 
     pub async fn close(&self) {

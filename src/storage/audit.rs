@@ -14,6 +14,13 @@ pub enum AuditEvent {
     Rejected,
     DeadLettered,
     ReplyUnroutable,
+    /// A dead-lettered message moved back to the request exchange by `dlq replay`.
+    Replayed,
+    /// A dead-lettered message removed by `dlq delete`.
+    Deleted,
+    /// One `dlq replay` or `dlq delete` run (transaction ID empty).
+    DlqReplayRun,
+    DlqDeleteRun,
 }
 
 impl AuditEvent {
@@ -24,12 +31,21 @@ impl AuditEvent {
             AuditEvent::Rejected => "REJECTED",
             AuditEvent::DeadLettered => "DEAD_LETTERED",
             AuditEvent::ReplyUnroutable => "REPLY_UNROUTABLE",
+            AuditEvent::Replayed => "REPLAYED",
+            AuditEvent::Deleted => "DLQ_DELETED",
+            AuditEvent::DlqReplayRun => "DLQ_REPLAY_RUN",
+            AuditEvent::DlqDeleteRun => "DLQ_DELETE_RUN",
         }
     }
 
     fn outcome(self) -> &'static str {
         match self {
-            AuditEvent::Stored | AuditEvent::Duplicate => "SUCCESS",
+            AuditEvent::Stored
+            | AuditEvent::Duplicate
+            | AuditEvent::Replayed
+            | AuditEvent::Deleted
+            | AuditEvent::DlqReplayRun
+            | AuditEvent::DlqDeleteRun => "SUCCESS",
             AuditEvent::ReplyUnroutable => "WARNING",
             AuditEvent::Rejected | AuditEvent::DeadLettered => "FAILURE",
         }
@@ -41,7 +57,8 @@ impl AuditEvent {
 pub struct AuditRecord<'a> {
     pub at: NaiveDateTime,
     pub app_id: &'a str,
-    pub transaction_id: &'a str,
+    /// `None` for events about a run rather than one transaction (a DLQ replay run).
+    pub transaction_id: Option<&'a str>,
     pub event: AuditEvent,
     pub error_code: Option<&'static str>,
 }

@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "prereg_sync_tables",
         include_str!("../../sql/0002_prereg_sync_tables.sql"),
     ),
+    (
+        3,
+        "sync_suspect",
+        include_str!("../../sql/0003_sync_suspect.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.
@@ -135,4 +140,27 @@ pub async fn prepare_database(
     drop(client);
     let _ = driver.await;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sql_file_is_a_registered_migration_in_order() {
+        let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql") && name.as_bytes()[0].is_ascii_digit())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files.len(),
+            MIGRATIONS.len(),
+            "a file in sql/ is not in MIGRATIONS"
+        );
+        for (file, (version, name, _)) in files.iter().zip(MIGRATIONS) {
+            assert_eq!(file, &format!("{version:04}_{name}.sql"));
+        }
+    }
 }

@@ -161,7 +161,7 @@ pub async fn store(
     let record = AuditRecord {
         at: new.received_at,
         app_id: new.app_id,
-        transaction_id: new.transaction_id,
+        transaction_id: Some(new.transaction_id),
         event: AuditEvent::Stored,
         error_code: None,
     };

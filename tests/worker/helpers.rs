@@ -208,6 +208,30 @@ impl TestEnv {
             .expect("spawning the worker binary")
     }
 
+    /// Runs a `prereg-sync` command (not `run`) against this environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
+        cmd.arg("--config-dir")
+            .arg(config_dir())
+            .args(args)
+            .env_remove("RUST_LOG");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running prereg-sync")
+    }
+
+    /// Like [`TestEnv::cli`], panicking unless the command succeeds; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "prereg-sync {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub async fn db(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(
             &format!("host=127.0.0.1 user=postgres dbname={}", self.database),

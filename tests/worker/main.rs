@@ -7,6 +7,7 @@ mod proxy;
 mod failures;
 mod idempotency;
 mod lifecycle;
+mod operations;
 mod secrets_in_logs;
 mod store;
 mod validation;

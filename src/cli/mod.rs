@@ -1,4 +1,6 @@
-//! The command line: `run` (default), `migrate`, `loadgen`.
+//! The command line: `run` (default), `migrate`, `dlq …`, `loadgen`.
+
+mod dlq;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -37,6 +39,11 @@ enum Command {
     Run,
     /// Apply the SQL migrations and exit.
     Migrate,
+    /// Inspect, replay, delete and archive dead-lettered messages.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Publish synthetic valid requests like the registration processor, wait for every reply,
     /// print throughput and reply latency.
     Loadgen {
@@ -69,6 +76,10 @@ impl Cli {
                 let applied =
                     migrate::prepare_database(&config, settings.database.create_if_missing).await?;
                 println!("{applied} migration(s) applied; schema up to date");
+                Ok(())
+            }
+            Command::Dlq { command } => {
+                println!("{}", command.execute(&settings).await?);
                 Ok(())
             }
             Command::Loadgen {

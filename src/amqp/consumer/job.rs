@@ -1,0 +1,110 @@
+//! One delivery's context, and the `reply_to` rule.
+
+use std::time::Instant;
+
+use lapin::message::Delivery;
+use regex::Regex;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    amqp::{headers, publisher::Publisher},
+    config::AmqpSettings,
+    processor::Identity,
+};
+
+/// Which queues a request may name as `reply_to`.
+pub(super) struct ReplyToPolicy {
+    allow: Option<Regex>,
+    default_queue: String,
+    own_prefix: String,
+}
+
+impl ReplyToPolicy {
+    pub(super) fn new(amqp: &AmqpSettings) -> ReplyToPolicy {
+        ReplyToPolicy {
+            allow: amqp.reply_to_allow.clone(),
+            default_queue: amqp.reply_queue.clone(),
+            own_prefix: format!("{}.", amqp.exchange),
+        }
+    }
+
+    /// Unset `reply_to_allow`: anything outside prereg-sync's own namespace, plus the default
+    /// reply queue, so a publisher cannot make the worker write into its request, retry or
+    /// dead-letter queues.
+    pub(super) fn allows(&self, reply_to: &str) -> bool {
+        match &self.allow {
+            Some(allow) => allow.is_match(reply_to),
+            None => reply_to == self.default_queue || !reply_to.starts_with(&self.own_prefix),
+        }
+    }
+}
+
+/// A delivery plus what every step of its handling needs to know about it.
+pub(super) struct Job {
+    pub(super) delivery: Delivery,
+    pub(super) identity: Identity,
+    pub(super) publisher: Publisher,
+    pub(super) started: Instant,
+    /// Cancelled when this job finds the session's publishing channel closed: the dispatcher
+    /// then ends the session and reconnects.
+    pub(super) lost: CancellationToken,
+}
+
+impl Job {
+    pub(super) fn new(delivery: Delivery, publisher: Publisher, lost: CancellationToken) -> Job {
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str());
+        Job {
+            identity: Identity::of(message_id, &delivery.data),
+            delivery,
+            publisher,
+            started: Instant::now(),
+            lost,
+        }
+    }
+
+    pub(super) fn app_id(&self) -> &str {
+        self.delivery
+            .properties
+            .app_id()
+            .as_ref()
+            .map_or("unknown", |s| s.as_str())
+    }
+
+    pub(super) fn header_integer(&self, key: &str) -> i64 {
+        headers::integer(self.delivery.properties.headers().as_ref(), key).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: Option<&str>) -> ReplyToPolicy {
+        ReplyToPolicy {
+            allow: allow.map(|a| Regex::new(a).unwrap()),
+            default_queue: "prereg.reverse-sync.replies".into(),
+            own_prefix: "prereg.reverse-sync.".into(),
+        }
+    }
+
+    #[test]
+    fn default_reply_to_rule_protects_own_queues() {
+        let default = policy(None);
+        assert!(default.allows("rp.replies"));
+        assert!(default.allows("amq.gen-abc"));
+        assert!(default.allows("prereg.reverse-sync.replies"));
+        assert!(!default.allows("prereg.reverse-sync.requests"));
+        assert!(!default.allows("prereg.reverse-sync.dlq"));
+        assert!(!default.allows("prereg.reverse-sync.retry.10s"));
+    }
+
+    #[test]
+    fn configured_reply_to_regex_wins() {
+        assert!(policy(Some("^rp\\.")).allows("rp.x"));
+        assert!(!policy(Some("^rp\\.")).allows("prereg.reverse-sync.replies"));
+    }
+}

@@ -1,0 +1,244 @@
+//! Safe access to the dead-letter queue for the `dlq` commands.
+//!
+//! RabbitMQ has no "peek": a message is read by taking it. Two ways of walking the queue are
+//! offered, both bounded by the number of messages present when the command started (the
+//! snapshot), so messages that arrive or fail again meanwhile are never picked up twice:
+//! - [`DeadLetterQueue::inspect`] takes messages without acking and hands them all back at the
+//!   end (their order is kept): nothing changes.
+//! - [`DeadLetterQueue::walk`] and [`DeadLetterQueue::settle`] decide per message: forward it somewhere (replay), drop it
+//!   (delete), or keep it, which re-publishes it at the tail, since a requeued message would
+//!   return to the head and be taken again. Every publish is confirmed before the original is
+//!   acked, so a crash at any point loses nothing (at worst a message exists twice).
+
+use anyhow::Context;
+use lapin::{
+    BasicProperties, Channel, Connection,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
+        QueueDeclareOptions,
+    },
+    types::FieldTable,
+};
+
+use crate::amqp::{
+    self,
+    headers::{self, integer},
+    publisher::{Published, Publisher},
+};
+use crate::config::AmqpSettings;
+
+/// What `rework` does with one message.
+pub enum Action {
+    /// Publish this body and these properties to (exchange, routing key), then ack.
+    Forward {
+        exchange: String,
+        routing_key: String,
+        properties: Box<BasicProperties>,
+    },
+    /// Ack: the message is gone.
+    Drop,
+    /// Re-publish unchanged (but for broker-owned headers) at the tail of the queue, then ack.
+    Keep,
+}
+
+/// A walk through the snapshot (see [`DeadLetterQueue::walk`]).
+pub struct Walk<'a> {
+    queue: &'a DeadLetterQueue,
+    remaining: u32,
+    position: u64,
+}
+
+impl Walk<'_> {
+    /// The next message of the snapshot with its position, or `None` at its end.
+    pub async fn next(&mut self) -> anyhow::Result<Option<(u64, Delivery)>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        self.position += 1;
+        Ok(self
+            .queue
+            .take()
+            .await?
+            .map(|delivery| (self.position, delivery)))
+    }
+}
+
+pub struct DeadLetterQueue {
+    connection: Connection,
+    channel: Channel,
+    publisher: Publisher,
+    queue: String,
+}
+
+impl DeadLetterQueue {
+    pub async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
+        let connection = amqp::connect(settings).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a channel")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling confirms")?;
+        let publisher = Publisher::open(&connection, settings.publish_timeout)
+            .await
+            .context("opening the publishing channel")?;
+        Ok(DeadLetterQueue {
+            connection,
+            channel,
+            publisher,
+            queue: settings.dead_letter_queue.clone(),
+        })
+    }
+
+    /// Messages ready in the queue now: the snapshot a command works through.
+    pub async fn snapshot(&self) -> anyhow::Result<u32> {
+        let queue = self
+            .channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("the dead-letter queue `{}` does not exist", self.queue))?;
+        Ok(queue.message_count())
+    }
+
+    async fn take(&self) -> anyhow::Result<Option<Delivery>> {
+        let message = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .context("reading the dead-letter queue")?;
+        Ok(message.map(|m| m.delivery))
+    }
+
+    /// Shows every message of the snapshot to `visit` (its position from 1 and the message),
+    /// then returns them all to the queue in their order. `visit` returns false to stop early.
+    pub async fn inspect(
+        &self,
+        mut visit: impl FnMut(u64, &Delivery) -> bool,
+    ) -> anyhow::Result<()> {
+        let snapshot = self.snapshot().await?;
+        let mut result = Ok(());
+        for position in 1..=u64::from(snapshot) {
+            match self.take().await {
+                Ok(Some(delivery)) => {
+                    if !visit(position, &delivery) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        // Tag 0 with `multiple` returns every unacked message of this channel, order kept.
+        let all = BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        };
+        self.channel
+            .basic_nack(0, all)
+            .await
+            .context("returning inspected messages")?;
+        result
+    }
+
+    /// Starts a walk through the snapshot for acting on messages: take each with
+    /// [`Walk::next`], then settle it with [`DeadLetterQueue::settle`] before taking the next.
+    pub async fn walk(&self) -> anyhow::Result<Walk<'_>> {
+        let remaining = self.snapshot().await?;
+        Ok(Walk {
+            queue: self,
+            remaining,
+            position: 0,
+        })
+    }
+
+    /// Carries out `action` for a message taken by a walk: its publish is confirmed before the
+    /// message is acked.
+    pub async fn settle(&self, delivery: &Delivery, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Forward {
+                exchange,
+                routing_key,
+                properties,
+            } => {
+                self.publish(&exchange, &routing_key, &delivery.data, *properties)
+                    .await?;
+            }
+            Action::Drop => {}
+            Action::Keep => {
+                let properties = headers::without_broker_headers(&delivery.properties);
+                self.publish("", &self.queue, &delivery.data, properties)
+                    .await?;
+            }
+        }
+        let acked = delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .context("acking")?;
+        anyhow::ensure!(
+            acked,
+            "the broker channel closed mid-way; nothing was lost, run again"
+        );
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
+        match self
+            .publisher
+            .publish(exchange, routing_key, body, properties)
+            .await?
+        {
+            Published::Confirmed => Ok(()),
+            Published::Returned => anyhow::bail!(
+                "no queue is bound for exchange `{exchange}` routing key `{routing_key}`; message kept"
+            ),
+        }
+    }
+
+    /// Publishes straight to an exchange (replay from an archive file).
+    pub async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
+        self.publish(exchange, routing_key, body, properties).await
+    }
+
+    pub async fn close(self) {
+        self.publisher.close().await;
+        let _ = self.channel.close(200, "done".into()).await;
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+/// How often the broker itself dead-lettered this message (the `x-death` counts), or the
+/// count carried in `x-death-count` after a `Keep` move dropped `x-death`.
+pub fn death_count(properties: &BasicProperties) -> i64 {
+    let headers = properties.headers().as_ref();
+    if let Some(carried) = integer(headers, headers::DEATH_COUNT) {
+        return carried;
+    }
+    headers::x_death_total(headers)
+}

@@ -1,0 +1,521 @@
+//! The operations issue's acceptance tests: `/metrics` counts what happened, `/readyz` follows
+//! the database, and the `dlq` commands (run as the real binary) list, replay, delete and
+//! archive without losing a message.
+
+use std::{
+    collections::{HashMap, HashSet},
+    os::unix::fs::PermissionsExt,
+    time::{Duration, Instant},
+};
+
+use lapin::{
+    BasicProperties,
+    types::{AMQPValue, FieldTable},
+};
+
+use crate::{helpers::*, proxy::*};
+
+/// Publishes `n` requests whose PRIDs have no application (PRG_DATA_SYNC_011) and `m` with a
+/// wrong version (PRG_PAM_CORE_002), waits until all are dead-lettered; returns the PRIDs of
+/// the first kind by transaction ID.
+async fn dead_letter_some(
+    env: &TestEnv,
+    broker: &Broker,
+    n: usize,
+    m: usize,
+) -> HashMap<String, Vec<String>> {
+    let mut unknown = HashMap::new();
+    for i in 0..n {
+        let ids = prids(2);
+        broker
+            .publish(
+                &request_body(&ids),
+                properties(&format!("tx-unknown-{i}"), Some("rp.replies")),
+            )
+            .await;
+        unknown.insert(format!("tx-unknown-{i}"), ids);
+    }
+    for i in 0..m {
+        let body = String::from_utf8(request_body(&prids(1)))
+            .unwrap()
+            .replace("\"1.0\"", "\"9.9\"");
+        broker
+            .publish(
+                body.as_bytes(),
+                properties(&format!("tx-version-{i}"), Some("rp.replies")),
+            )
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.depth(DLQ).await < (n + m) as u32 {
+        assert!(Instant::now() < deadline, "requests were not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = env;
+    unknown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_happened() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let ids = prids(6);
+    env.seed_applications(&ids[..5]).await;
+    let broker = env.broker().await;
+    let replies = broker.reply_queue("rp.replies").await;
+    // 2 stored (one with an unknown PRID rejected), 1 duplicate, 1 rejected, 1 dead-lettered.
+    broker
+        .publish(
+            &request_body(&ids[..2]),
+            properties("tx-m1", Some(&replies)),
+        )
+        .await;
+    broker
+        .publish(
+            &request_body(&ids[2..4]),
+            properties("tx-m2", Some(&replies)),
+        )
+        .await;
+    broker
+        .publish(
+            &request_body(&[ids[4].clone(), ids[5].clone()]),
+            properties("tx-m3", Some(&replies)),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker
+        .publish(
+            &request_body(&ids[..2]),
+            properties("tx-m1", Some(&replies)),
+        )
+        .await;
+    broker
+        .publish(b"not json", properties("tx-m4", Some(&replies)))
+        .await;
+    let mut crash_looping = FieldTable::default();
+    crash_looping.insert("x-delivery-count".into(), AMQPValue::LongLongInt(19));
+    let props: BasicProperties = properties("tx-m5", Some(&replies)).with_headers(crash_looping);
+    broker.publish(&request_body(&ids[..1]), props).await;
+    broker.get_n(&replies, 6, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let text = env.metrics().await;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let messages = "prereg_sync_messages_total";
+    assert_eq!(value(messages, Some(("outcome", "stored"))), 3.0);
+    assert_eq!(value(messages, Some(("outcome", "duplicate"))), 1.0);
+    assert_eq!(value(messages, Some(("outcome", "rejected"))), 1.0);
+    assert_eq!(value(messages, Some(("outcome", "dead_lettered"))), 1.0);
+    assert_eq!(
+        value(
+            "prereg_sync_error_replies_total",
+            Some(("error_code", "PRG_CORE_REQ_015"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "prereg_sync_error_replies_total",
+            Some(("error_code", "PRS_DELIVERY_LIMIT"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("prereg_sync_replies_published_total", Some(("kind", "ack"))),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "prereg_sync_replies_published_total",
+            Some(("kind", "error"))
+        ),
+        2.0
+    );
+    assert_eq!(
+        value("prereg_sync_prids_total", Some(("result", "stored"))),
+        5.0
+    );
+    assert_eq!(
+        value(
+            "prereg_sync_prids_total",
+            Some(("result", "rejected_unknown"))
+        ),
+        1.0
+    );
+    assert_eq!(value("prereg_sync_broker_connected", None), 1.0);
+    assert_eq!(value("prereg_sync_database_up", None), 1.0);
+    assert_eq!(value("prereg_sync_in_flight_messages", None), 0.0);
+    assert_eq!(value("prereg_sync_build_info", None), 1.0);
+    assert!(value("prereg_sync_db_pool_connections", Some(("state", "max"))) >= 1.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "process_resident_memory_bytes")
+    );
+    let forbidden: HashSet<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .chain(["tx-m1", "tx-m2", "tx-m3", "tx-m4", "tx-m5"])
+        .collect();
+    for sample in &scrape.samples {
+        for (_, label) in sample.labels.iter() {
+            assert!(
+                !forbidden.contains(label.as_str()),
+                "label value {label} in {}",
+                sample.metric
+            );
+        }
+    }
+    assert!(!text.contains(&ids[0]), "no PRID anywhere in /metrics");
+    env.stop_app().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_database_and_liveness_stays() {
+    let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
+    let mut env = TestEnv::new();
+    env.vars.insert(
+        "DATABASE_URL".into(),
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            pg.port(),
+            env.database
+        ),
+    );
+    env.spawn_app().await;
+    let addr = env.http.unwrap();
+    let status = |path: &'static str| async move {
+        reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/readyz").await, 200);
+    assert_eq!(status("/healthz").await, 200);
+    pg.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status("/readyz").await != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "still ready with the database down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(env.metric("prereg_sync_database_up").await, 0.0);
+    pg.restore();
+    env.wait_ready(Duration::from_secs(20)).await;
+    assert_eq!(env.metric("prereg_sync_database_up").await, 1.0);
+    env.stop_app().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_filters_groups_and_hides_prids() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    broker.reply_queue("rp.replies").await;
+    let unknown = dead_letter_some(&env, &broker, 3, 2).await;
+    env.stop_app().await;
+
+    let table = env.cli_ok(&["dlq", "list"]);
+    assert!(
+        table.contains("tx-unknown-0") && table.contains("tx-version-1"),
+        "{table}"
+    );
+    assert!(table.contains("PRG_DATA_SYNC_011") && table.contains("PRG_PAM_CORE_002"));
+    assert!(table.contains("(5 message(s))"));
+    for ids in unknown.values() {
+        assert!(
+            ids.iter().all(|id| !table.contains(id.as_str())),
+            "no PRIDs without --show-ids"
+        );
+    }
+    let with_ids = env.cli_ok(&["dlq", "list", "--show-ids"]);
+    assert!(
+        unknown["tx-unknown-0"]
+            .iter()
+            .all(|id| with_ids.contains(id.as_str()))
+    );
+
+    let filtered = env.cli_ok(&["dlq", "list", "--error-code", "PRG_PAM_CORE_002", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&filtered).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["error_code"] == "PRG_PAM_CORE_002" && r["retry_count"] == 0)
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["first_failure_time"].is_string() && r["app_id"] == "rp-test")
+    );
+    let one = env.cli_ok(&["dlq", "list", "--transaction-id", "tx-unknown-2", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&one)
+            .unwrap()
+            .len(),
+        1
+    );
+    let future = env.cli_ok(&["dlq", "list", "--since", "2999-01-01T00:00:00Z", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&future)
+            .unwrap()
+            .len(),
+        0
+    );
+    let recent = env.cli_ok(&["dlq", "list", "--since", "1h", "--limit", "4", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&recent)
+            .unwrap()
+            .len(),
+        4
+    );
+    let groups: HashMap<String, u64> =
+        serde_json::from_str(&env.cli_ok(&["dlq", "list", "--group", "--json"])).unwrap();
+    assert_eq!(
+        groups,
+        HashMap::from([
+            ("PRG_DATA_SYNC_011".into(), 3),
+            ("PRG_PAM_CORE_002".into(), 2)
+        ])
+    );
+    let detail = env.cli_ok(&["dlq", "show", "tx-version-0"]);
+    assert!(detail.contains("x-error-code") && detail.contains("PRG_PAM_CORE_002"));
+    assert!(!env.cli(&["dlq", "show", "tx-missing"]).status.success());
+    assert_eq!(broker.depth(DLQ).await, 5, "listing changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    let replies = broker.reply_queue("rp.replies").await;
+    let unknown = dead_letter_some(&env, &broker, 5, 2).await;
+    broker.get_n(&replies, 7, Duration::from_secs(10)).await;
+
+    let dry = env.cli_ok(&[
+        "dlq",
+        "replay",
+        "--error-code",
+        "PRG_DATA_SYNC_011",
+        "--dry-run",
+    ]);
+    assert!(dry.contains("matched=5 acted=0"), "{dry}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(broker.depth(DLQ).await, 7, "a dry run moves nothing");
+    assert_eq!(broker.depth(&replies).await, 0, "nothing was reprocessed");
+
+    // Fix the cause: the applications now exist.
+    let all: Vec<String> = unknown.values().flatten().cloned().collect();
+    env.seed_applications(&all).await;
+    let out = env.cli_ok(&[
+        "dlq",
+        "replay",
+        "--error-code",
+        "PRG_DATA_SYNC_011",
+        "--limit",
+        "3",
+    ]);
+    assert!(out.contains("matched=3 acted=3 kept=4"), "{out}");
+    let answered = broker.get_n(&replies, 3, Duration::from_secs(20)).await;
+    for reply in &answered {
+        assert_eq!(error_code(reply), "", "replayed requests succeed");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(broker.depth(DLQ).await, 4);
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_transaction")
+            .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'REPLAYED'")
+            .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'DLQ_REPLAY_RUN'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.metric("prereg_sync_replayed_messages_received_total")
+            .await,
+        3.0
+    );
+    let groups: HashMap<String, u64> =
+        serde_json::from_str(&env.cli_ok(&["dlq", "list", "--group", "--json"])).unwrap();
+    assert_eq!(
+        groups,
+        HashMap::from([
+            ("PRG_DATA_SYNC_011".into(), 2),
+            ("PRG_PAM_CORE_002".into(), 2)
+        ])
+    );
+    env.stop_app().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_killed_midway_loses_nothing() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    broker.reply_queue("rp.replies").await;
+    let unknown = dead_letter_some(&env, &broker, 60, 0).await;
+    env.stop_app().await; // replayed messages stay in the request queue for counting
+
+    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
+    replay
+        .arg("--config-dir")
+        .arg(config_dir())
+        .args(["dlq", "replay", "--rate", "20"]);
+    for (k, v) in &env.vars {
+        replay.env(k, v);
+    }
+    let mut child = replay
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.depth(REQUEST_QUEUE).await < 10 {
+        assert!(Instant::now() < deadline, "replay did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // SIGKILL midway
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moved = broker.depth(REQUEST_QUEUE).await;
+    let left = broker.depth(DLQ).await;
+    assert!(moved < 60, "killed midway ({moved} moved)");
+    let mut seen: HashSet<String> = HashSet::new();
+    for queue in [REQUEST_QUEUE, DLQ] {
+        let n = broker.depth(queue).await as usize;
+        for message in broker.get_n(queue, n, Duration::from_secs(10)).await {
+            seen.insert(
+                message
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    assert!(moved + left >= 60, "at most duplicated, never lost");
+    let expected: HashSet<String> = unknown.keys().cloned().collect();
+    assert_eq!(seen, expected, "every message is in one of the two queues");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_replay_from_file_round_trips_byte_for_byte() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    broker.reply_queue("rp.replies").await;
+    dead_letter_some(&env, &broker, 2, 2).await;
+    env.stop_app().await;
+    let originals: HashMap<String, (Vec<u8>, BasicProperties)> = broker
+        .get_n(DLQ, 4, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .map(|d| {
+            (
+                d.properties.message_id().as_ref().unwrap().to_string(),
+                (d.data.clone(), d.properties.clone()),
+            )
+        })
+        .collect();
+    // get_n acked them: put identical copies back through the DLX for the tools to work on.
+    for (body, props) in originals.values() {
+        let confirm = broker
+            .channel
+            .basic_publish(
+                "prereg.reverse-sync.dlx".into(),
+                ROUTING_KEY.into(),
+                Default::default(),
+                body,
+                props.clone(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+
+    let file = std::env::temp_dir().join(format!("prs-{}-archive.jsonl", env.id));
+    let out = env.cli_ok(&["dlq", "export", "--file", file.to_str().unwrap()]);
+    assert!(out.contains("exported 4"), "{out}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !env.cli(&["dlq", "export", "--file", file.to_str().unwrap()])
+            .status
+            .success(),
+        "never overwrites"
+    );
+    assert_eq!(
+        broker.depth(DLQ).await,
+        4,
+        "export leaves the queue as it was"
+    );
+    assert!(
+        !env.cli(&["dlq", "delete"]).status.success(),
+        "delete needs --yes"
+    );
+    let deleted = env.cli_ok(&["dlq", "delete", "--yes"]);
+    assert!(deleted.contains("acted=4"), "{deleted}");
+    assert_eq!(broker.depth(DLQ).await, 0);
+
+    let replayed = env.cli_ok(&["dlq", "replay", "--from-file", file.to_str().unwrap()]);
+    assert!(replayed.contains("acted=4"), "{replayed}");
+    for message in broker
+        .get_n(REQUEST_QUEUE, 4, Duration::from_secs(10))
+        .await
+    {
+        let id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .unwrap()
+            .to_string();
+        let (body, props) = &originals[&id];
+        assert_eq!(&message.data, body, "body byte for byte");
+        assert_eq!(message.properties.correlation_id(), props.correlation_id());
+        assert_eq!(message.properties.reply_to(), props.reply_to());
+        assert_eq!(message.properties.app_id(), props.app_id());
+        assert_eq!(message.properties.content_type(), props.content_type());
+        assert_eq!(header_int(&message, "x-replay-count"), Some(1));
+        assert_eq!(
+            header_str(&message, "x-error-code"),
+            None,
+            "failure headers removed"
+        );
+        assert_eq!(
+            header_str(&message, "x-transaction-id").as_deref(),
+            Some(id.as_str())
+        );
+    }
+    std::fs::remove_file(file).unwrap();
+}
