@@ -26,6 +26,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    pub consumed_job: ConsumedJobSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +117,33 @@ pub struct ValidationSettings {
 pub struct StorageSettings {
     pub lang_code: String,
     pub created_by: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumedJobSettings {
+    /// Run the job inside `prereg-sync run` on `schedule`.
+    pub enabled: bool,
+    /// Six fields (sec min hour day month weekday), UTC.
+    #[serde(deserialize_with = "cron_schedule")]
+    pub schedule: cron::Schedule,
+    /// PRIDs moved per database transaction.
+    pub chunk_size: usize,
+    /// Written to `upd_by` of the rows the job archives (MOSIP's own job uses `prereg`).
+    pub app_id: String,
+}
+
+/// A six-field cron expression; the seven-field form (with year) is accepted too.
+fn cron_schedule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<cron::Schedule, D::Error> {
+    let raw = String::deserialize(d)?;
+    let fields = raw.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(serde::de::Error::custom(format!(
+            "`{raw}` has {fields} fields; six are expected (sec min hour day month weekday)"
+        )));
+    }
+    raw.parse()
+        .map_err(|e| serde::de::Error::custom(format!("`{raw}`: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +244,10 @@ impl Settings {
             "database.pool_size must be at least 1"
         );
         anyhow::ensure!(
+            self.consumed_job.chunk_size > 0,
+            "consumed_job.chunk_size must be at least 1"
+        );
+        anyhow::ensure!(
             self.amqp.delivery_limit >= 2,
             "amqp.delivery_limit must be at least 2"
         );
@@ -305,6 +337,9 @@ mod tests {
         assert_eq!(settings.retry.delays.len(), 3);
         assert_eq!(settings.validation.max_ids, 10_000);
         assert!(settings.validation.max_request_age.is_none());
+        assert!(settings.consumed_job.enabled);
+        assert_eq!(settings.consumed_job.chunk_size, 500);
+        assert_eq!(settings.consumed_job.schedule.source(), "0 0 0 * * *");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`health`], [`http`], [`telemetry`]: readiness, `/metrics` `/healthz` `/readyz`, logs and
 //!   metrics.
 //! - [`dlq`]: the dead-letter tools (list, show, replay, delete, export), loss-free by design.
+//! - [`jobs`]: the consumed-status job (scheduled or run once) and retention purges.
 //! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
 //! - [`cli`]: the command line.
 //!
@@ -34,6 +35,7 @@ pub mod dlq;
 pub mod fault;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod loadgen;
 pub mod message;
 pub mod processor;

@@ -12,6 +12,7 @@ use crate::{
     config::Settings,
     health::Health,
     http,
+    jobs::{consumed::ConsumedJob, schedule::run_on_schedule},
     processor::Processor,
     storage::{self, migrate},
     telemetry::Metrics,
@@ -27,6 +28,8 @@ pub struct Application {
     create_if_missing: bool,
     migrate_on_start: bool,
     outage_max_delay: std::time::Duration,
+    /// The consumed-status job and its schedule, when enabled; taken when the worker runs.
+    scheduled_job: Option<(ConsumedJob, cron::Schedule)>,
 }
 
 impl Application {
@@ -43,6 +46,7 @@ impl Application {
             storage: store,
             http: http_settings,
             log: _,
+            consumed_job,
         } = settings;
         let pool = storage::build_pool(&database)?;
         let metrics = Metrics::new();
@@ -55,6 +59,15 @@ impl Application {
             http_shutdown.clone(),
         )
         .await?;
+        let scheduled_job = consumed_job.enabled.then(|| {
+            let job = ConsumedJob::new(
+                pool.clone(),
+                consumed_job.chunk_size,
+                consumed_job.app_id.clone(),
+                metrics.clone(),
+            );
+            (job, consumed_job.schedule.clone())
+        });
         let processor = Processor::new(pool, &validation, store, metrics.clone());
         let outage_max_delay = retry.outage_max_delay;
         let consumer = Arc::new(Consumer::new(
@@ -75,6 +88,7 @@ impl Application {
             create_if_missing: database.create_if_missing,
             migrate_on_start: database.migrate_on_start,
             outage_max_delay,
+            scheduled_job,
         })
     }
 
@@ -85,7 +99,7 @@ impl Application {
 
     /// Prepares the database (waiting for it if it is not up yet), then consumes until
     /// `shutdown`; in-flight deliveries are finished within the shutdown grace period.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let watcher = {
             let health = self.health.clone();
             let shutdown = shutdown.clone();
@@ -102,7 +116,7 @@ impl Application {
         result
     }
 
-    async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         if self.migrate_on_start {
             let prepare =
                 || migrate::prepare_database(&self.tokio_postgres_config, self.create_if_missing);
@@ -127,8 +141,16 @@ impl Application {
             self.outage_max_delay,
             shutdown.clone(),
         ));
+        let scheduler = self
+            .scheduled_job
+            .take()
+            .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, shutdown.clone())));
         let consumed = self.consumer.clone().run(shutdown.clone()).await;
         probe.abort();
+        if let Some(scheduler) = scheduler {
+            // A run in progress finishes; the scheduler returns at its next wait.
+            let _ = scheduler.await;
+        }
         consumed
     }
 }

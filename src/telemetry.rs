@@ -93,6 +93,9 @@ struct Inner {
     database_up: IntGauge,
     pool_connections: IntGaugeVec,
     pool_waiters: IntGauge,
+    job_runs: IntCounterVec,
+    job_rows: IntCounterVec,
+    job_last_success: IntGauge,
 }
 
 impl Default for Metrics {
@@ -139,6 +142,23 @@ impl Metrics {
             .expect("metric names are unique");
         let inner = Inner {
             process,
+            job_runs: counter_vec(
+                "consumed_job_runs_total",
+                "Consumed-status job runs by status",
+                "status",
+            ),
+            job_rows: counter_vec(
+                "consumed_job_rows_total",
+                "PRIDs handled by the consumed-status job, by result",
+                "result",
+            ),
+            job_last_success: register(
+                r,
+                IntGauge::new(
+                    "consumed_job_last_success_timestamp_seconds",
+                    "Unix time of the last consumed-status run that ended SUCCESS or NOTHING_TO_DO",
+                ),
+            ),
             messages: counter_vec(
                 "messages_total",
                 "Request deliveries by terminal outcome",
@@ -326,6 +346,30 @@ impl Metrics {
             .with_label_values(&["max"])
             .set(status.max_size as i64);
         self.0.pool_waiters.set(status.waiting as i64);
+    }
+
+    /// A consumed-status job run ended.
+    pub fn consumed_job_finished(
+        &self,
+        report: &crate::jobs::consumed::RunReport,
+        status: crate::jobs::consumed::RunStatus,
+    ) {
+        use crate::jobs::consumed::RunStatus;
+        self.0.job_runs.with_label_values(&[status.as_str()]).inc();
+        let rows = &self.0.job_rows;
+        rows.with_label_values(&["moved"]).inc_by(report.moved);
+        rows.with_label_values(&["not_found"])
+            .inc_by(report.not_found);
+        rows.with_label_values(&["failed"]).inc_by(report.failed);
+        if matches!(status, RunStatus::Success | RunStatus::NothingToDo) {
+            self.0.job_last_success.set(chrono::Utc::now().timestamp());
+        }
+        match status {
+            RunStatus::Failed | RunStatus::Partial => {
+                tracing::warn!(%report, "consumed-status job run ended")
+            }
+            _ => tracing::info!(%report, "consumed-status job run ended"),
+        }
     }
 
     pub fn broker_reconnecting(&self, error: &dyn std::fmt::Display, delay: Duration) {

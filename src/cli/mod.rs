@@ -1,6 +1,7 @@
 //! The command line: `run` (default), `migrate`, `dlq …`, `loadgen`.
 
 mod dlq;
+mod jobs;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -39,6 +40,16 @@ enum Command {
     Run,
     /// Apply the SQL migrations and exit.
     Migrate,
+    /// The consumed-status job: run it once, or list past runs.
+    ConsumedJob {
+        #[command(subcommand)]
+        command: jobs::ConsumedJobCommand,
+    },
+    /// Retention: delete old rows in batches, printing how many went.
+    Maintenance {
+        #[command(subcommand)]
+        command: jobs::MaintenanceCommand,
+    },
     /// Inspect, replay, delete and archive dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -76,6 +87,14 @@ impl Cli {
                 let applied =
                     migrate::prepare_database(&config, settings.database.create_if_missing).await?;
                 println!("{applied} migration(s) applied; schema up to date");
+                Ok(())
+            }
+            Command::ConsumedJob { command } => {
+                println!("{}", command.execute(&settings).await?);
+                Ok(())
+            }
+            Command::Maintenance { command } => {
+                println!("{}", command.execute(&settings).await?);
                 Ok(())
             }
             Command::Dlq { command } => {

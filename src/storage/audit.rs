@@ -21,6 +21,8 @@ pub enum AuditEvent {
     /// One `dlq replay` or `dlq delete` run (transaction ID empty).
     DlqReplayRun,
     DlqDeleteRun,
+    /// One run of the consumed-status job; its outcome is the run status.
+    ConsumedJobRun,
 }
 
 impl AuditEvent {
@@ -35,6 +37,7 @@ impl AuditEvent {
             AuditEvent::Deleted => "DLQ_DELETED",
             AuditEvent::DlqReplayRun => "DLQ_REPLAY_RUN",
             AuditEvent::DlqDeleteRun => "DLQ_DELETE_RUN",
+            AuditEvent::ConsumedJobRun => "CONSUMED_JOB_RUN",
         }
     }
 
@@ -45,7 +48,8 @@ impl AuditEvent {
             | AuditEvent::Replayed
             | AuditEvent::Deleted
             | AuditEvent::DlqReplayRun
-            | AuditEvent::DlqDeleteRun => "SUCCESS",
+            | AuditEvent::DlqDeleteRun
+            | AuditEvent::ConsumedJobRun => "SUCCESS",
             AuditEvent::ReplyUnroutable => "WARNING",
             AuditEvent::Rejected | AuditEvent::DeadLettered => "FAILURE",
         }
@@ -68,24 +72,29 @@ pub async fn write(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
 ) -> Result<(), StorageError> {
+    write_with_outcome(client, record, record.event.outcome()).await
+}
+
+/// Like [`write`] with an explicit outcome (a job run's status).
+pub async fn write_with_outcome(
+    client: &impl GenericClient,
+    record: &AuditRecord<'_>,
+    outcome: &str,
+) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached(
             "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &record.at,
-                &record.app_id,
-                &record.transaction_id,
-                &record.event.as_str(),
-                &record.event.outcome(),
-                &record.error_code,
-            ],
-        )
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &record.at,
+        &record.app_id,
+        &record.transaction_id,
+        &record.event.as_str(),
+        &outcome,
+        &record.error_code,
+    ];
+    client.execute(&statement, &params).await?;
     Ok(())
 }

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sync_suspect",
         include_str!("../../sql/0003_sync_suspect.sql"),
     ),
+    (
+        4,
+        "consumed_job",
+        include_str!("../../sql/0004_consumed_job.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.

@@ -4,6 +4,7 @@
 mod helpers;
 mod proxy;
 
+mod consumed_job;
 mod failures;
 mod idempotency;
 mod lifecycle;

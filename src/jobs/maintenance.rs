@@ -1,0 +1,57 @@
+//! Retention: `prereg-sync maintenance purge-*` delete old rows in batches, so no single
+//! statement holds locks or bloats WAL for long.
+
+use anyhow::Context;
+use chrono::Utc;
+use deadpool_postgres::Pool;
+
+/// Rows deleted per statement.
+const BATCH: i64 = 5_000;
+
+/// A table with a retention command, and the timestamp column its age is measured by.
+#[derive(Debug, Clone, Copy)]
+pub enum Purge {
+    /// `intf_processed_prereg_list` by `cr_dtimes` (operators may truncate it at any time).
+    Interface,
+    /// `sync_transaction` by `received_at`: older duplicates are then processed as new.
+    Transactions,
+    /// `sync_audit` by `event_time`.
+    Audit,
+}
+
+impl Purge {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            Purge::Interface => ("prereg.intf_processed_prereg_list", "cr_dtimes"),
+            Purge::Transactions => ("prereg.sync_transaction", "received_at"),
+            Purge::Audit => ("prereg.sync_audit", "event_time"),
+        }
+    }
+}
+
+/// Deletes rows older than `older_than`, `BATCH` at a time; returns how many went.
+pub async fn purge(
+    pool: &Pool,
+    what: Purge,
+    older_than: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let (table, column) = what.table_and_column();
+    let cutoff = Utc::now().naive_utc()
+        - chrono::Duration::from_std(older_than).context("--older-than is too large")?;
+    let client = pool.get().await.context("connecting to the database")?;
+    let sql = format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
+    );
+    let statement = client.prepare(&sql).await.context("preparing the purge")?;
+    let mut total = 0;
+    loop {
+        let deleted = client
+            .execute(&statement, &[&cutoff, &BATCH])
+            .await
+            .with_context(|| format!("purging {table}"))?;
+        total += deleted;
+        if deleted < BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
