@@ -75,6 +75,8 @@ impl ConsumedJobCommand {
 }
 
 #[derive(Debug, Subcommand)]
+// The variant names are the contract's command names (purge-interface, …).
+#[allow(clippy::enum_variant_names)]
 pub enum MaintenanceCommand {
     /// Delete interface-table rows (intf_processed_prereg_list) created before the cutoff.
     PurgeInterface {

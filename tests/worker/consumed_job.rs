@@ -248,17 +248,17 @@ async fn a_failing_prid_is_reported_and_left_pending() {
         "left pending"
     );
     assert_eq!(
-        in_table(&env, "applicant_demographic", &ids[5..].to_vec()).await,
+        in_table(&env, "applicant_demographic", &ids[5..]).await,
         1,
         "untouched"
     );
     assert_eq!(
-        in_table(&env, "applicant_document", &ids[5..].to_vec()).await,
+        in_table(&env, "applicant_document", &ids[5..]).await,
         2,
         "untouched"
     );
     assert_eq!(
-        in_table(&env, "applicant_demographic_consumed", &ids[..5].to_vec()).await,
+        in_table(&env, "applicant_demographic_consumed", &ids[..5]).await,
         5
     );
 }
