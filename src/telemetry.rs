@@ -10,7 +10,10 @@ use prometheus::{
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::{
+    config::{LogFormat, LogSettings},
+    message::ErrorCode,
+};
 
 /// Crates that log statement parameters or frame contents (PRIDs, bodies) below INFO. Their
 /// verbose levels are never enabled, whatever `RUST_LOG` says: the logging rule is not traded
@@ -234,6 +237,38 @@ impl Metrics {
             ),
             registry,
         };
+        // Every series of a bounded label set exists from the start at 0, so rate() and
+        // increase() see the first event instead of a series appearing from nowhere.
+        let touch = |vec: &IntCounterVec, values: &[&str]| {
+            for value in values {
+                vec.with_label_values(&[value]).inc_by(0);
+            }
+        };
+        let outcomes = [
+            MessageOutcome::Stored,
+            MessageOutcome::Duplicate,
+            MessageOutcome::Rejected,
+            MessageOutcome::Retried,
+            MessageOutcome::DeadLettered,
+        ];
+        touch(&inner.messages, &outcomes.map(MessageOutcome::as_str));
+        touch(&inner.error_replies, &ErrorCode::ALL.map(ErrorCode::code));
+        touch(
+            &inner.prids,
+            &[
+                "stored",
+                "already_present",
+                "rejected_format",
+                "rejected_unknown",
+            ],
+        );
+        touch(&inner.replies, &["ack", "error"]);
+        touch(&inner.retries, &["immediate", "delayed"]);
+        touch(
+            &inner.job_runs,
+            &["SUCCESS", "PARTIAL", "FAILED", "NOTHING_TO_DO"],
+        );
+        touch(&inner.job_rows, &["moved", "not_found", "failed"]);
         Metrics(Arc::new(inner))
     }
 
