@@ -53,6 +53,19 @@ impl Identity {
     }
 }
 
+/// The `app_id` property as the audit trail stores it: `unknown` when absent or empty, control
+/// characters (which PostgreSQL text cannot hold, in the case of NUL) replaced by `?`. AMQP
+/// short strings are at most 255 bytes, within the 256 of the column.
+pub fn registration_processor_id(app_id: Option<&str>) -> String {
+    match app_id {
+        None | Some("") => "unknown".to_owned(),
+        Some(id) => id
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    }
+}
+
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -268,6 +281,14 @@ impl Processor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_id_is_made_storable() {
+        assert_eq!(registration_processor_id(None), "unknown");
+        assert_eq!(registration_processor_id(Some("")), "unknown");
+        assert_eq!(registration_processor_id(Some("rp-1")), "rp-1");
+        assert_eq!(registration_processor_id(Some("a\0b\nc")), "a?b?c");
+    }
 
     #[test]
     fn identity_uses_a_valid_message_id() {

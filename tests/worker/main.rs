@@ -6,6 +6,7 @@ mod proxy;
 
 mod consumed_job;
 mod failures;
+mod hostile_input;
 mod idempotency;
 mod lifecycle;
 mod operations;

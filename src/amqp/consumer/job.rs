@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{headers, publisher::Publisher},
     config::AmqpSettings,
-    processor::Identity,
+    processor::{Identity, registration_processor_id},
 };
 
 /// Which queues a request may name as `reply_to`.
@@ -48,6 +48,8 @@ pub(super) struct Job {
     /// Cancelled when this job finds the session's publishing channel closed: the dispatcher
     /// then ends the session and reconnects.
     pub(super) lost: CancellationToken,
+    /// The registration processor's ID, made storable (see [`registration_processor_id`]).
+    app_id: String,
 }
 
 impl Job {
@@ -57,7 +59,10 @@ impl Job {
             .message_id()
             .as_ref()
             .map(|m| m.as_str());
+        let app_id =
+            registration_processor_id(delivery.properties.app_id().as_ref().map(|a| a.as_str()));
         Job {
+            app_id,
             identity: Identity::of(message_id, &delivery.data),
             delivery,
             publisher,
@@ -67,11 +72,7 @@ impl Job {
     }
 
     pub(super) fn app_id(&self) -> &str {
-        self.delivery
-            .properties
-            .app_id()
-            .as_ref()
-            .map_or("unknown", |s| s.as_str())
+        &self.app_id
     }
 
     pub(super) fn header_integer(&self, key: &str) -> i64 {
