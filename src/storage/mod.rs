@@ -85,9 +85,31 @@ impl From<PoolError> for StorageError {
 /// the statements prereg-sync runs names constraints and types, never values); no DETAIL.
 fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("SQLSTATE {}", db.code().code()),
+        Some(db) => {
+            let code = db.code();
+            match sqlstate_name(code) {
+                Some(name) => format!("SQLSTATE {} ({name})", code.code()),
+                None => format!("SQLSTATE {}", code.code()),
+            }
+        }
         None => err.to_string(),
     }
+}
+
+/// Names of the SQLSTATEs an operator is most likely to meet, so a log line explains itself.
+fn sqlstate_name(code: &SqlState) -> Option<&'static str> {
+    [
+        (SqlState::INSUFFICIENT_PRIVILEGE, "insufficient privilege"),
+        (SqlState::UNIQUE_VIOLATION, "unique violation"),
+        (SqlState::QUERY_CANCELED, "statement timeout or cancel"),
+        (SqlState::T_R_SERIALIZATION_FAILURE, "serialization failure"),
+        (SqlState::T_R_DEADLOCK_DETECTED, "deadlock"),
+        (SqlState::UNDEFINED_TABLE, "undefined table: run `prereg-sync migrate`"),
+        (SqlState::TOO_MANY_CONNECTIONS, "too many connections"),
+        (SqlState::ADMIN_SHUTDOWN, "server shutting down"),
+    ]
+    .into_iter()
+    .find_map(|(known, name)| (known == *code).then_some(name))
 }
 
 impl std::fmt::Display for StorageError {

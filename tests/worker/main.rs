@@ -8,6 +8,7 @@ mod consumed_job;
 mod failures;
 mod hostile_input;
 mod idempotency;
+mod least_privilege;
 mod lifecycle;
 mod operations;
 mod secrets_in_logs;

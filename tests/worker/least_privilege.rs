@@ -1,0 +1,151 @@
+//! The documented least-privilege RabbitMQ permissions and PostgreSQL role (sql/roles/) are
+//! enough for the worker's full store-and-reply flow and for the consumed-status job.
+
+use std::{process::Command, time::Duration};
+
+use crate::helpers::*;
+
+/// The permission set docs/security.md documents for the worker's RabbitMQ user.
+const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";
+const WRITE: &str = r"^(amq\.default|prereg\.reverse-sync(\..+)?)$";
+const READ: &str = r"^prereg\.reverse-sync(\..+)?$";
+
+struct Cleanup {
+    user: String,
+    role: String,
+    database: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.user])
+            .output();
+        let sql = format!("DROP OWNED BY {0}; ", self.role);
+        let _ = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                &self.database,
+                "-qc",
+                &sql,
+            ])
+            .output();
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP ROLE IF EXISTS {}", self.role))
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_roles_run_the_worker() {
+    let mut env = TestEnv::new();
+    env.migrate().await; // as the owner
+    let user = format!("prs-lp-{}", env.id);
+    let role = format!("prs_lp_{}", env.id);
+    let _cleanup = Cleanup {
+        user: user.clone(),
+        role: role.clone(),
+        database: env.database.clone(),
+    };
+    rabbitmqctl(&["add_user", &user, "lp-password"]);
+    rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        &env.vhost,
+        &user,
+        CONFIGURE,
+        WRITE,
+        READ,
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/roles/least_privilege.sql");
+    must(Command::new("psql").args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        &env.database,
+        "-q",
+        "-v",
+        &format!("worker_role={role}"),
+        "-v",
+        "worker_password=lp-password",
+        "-f",
+        script,
+    ]));
+    env.vars.insert(
+        "AMQP_URL".into(),
+        format!("amqp://{user}:lp-password@127.0.0.1:5672/{}", env.vhost),
+    );
+    env.vars.insert(
+        "DATABASE_URL".into(),
+        format!(
+            "postgres://{role}:lp-password@127.0.0.1:5432/{}",
+            env.database
+        ),
+    );
+    env.vars.insert(
+        "PREREG_SYNC__DATABASE__MIGRATE_ON_START".into(),
+        "false".into(),
+    );
+    env.vars.insert(
+        "PREREG_SYNC__DATABASE__CREATE_IF_MISSING".into(),
+        "false".into(),
+    );
+    env.spawn_app().await;
+
+    // The worker issue's acceptance 1, under the restricted roles.
+    let ids = prids(3);
+    env.seed_applications(&ids).await;
+    let broker = env.broker().await; // the test's own client is guest
+    let replies = broker.reply_queue("rp.replies").await;
+    broker
+        .publish(&request_body(&ids), properties("tx-lp", Some(&replies)))
+        .await;
+    let reply = broker
+        .get(&replies, Duration::from_secs(20))
+        .await
+        .expect("a reply");
+    assert_eq!(error_code(&reply), "");
+    assert_eq!(json(&reply)["response"]["countOfStoredPreRegIds"], "3");
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
+            .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.intf_processed_prereg_list")
+            .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'STORED'")
+            .await,
+        1
+    );
+    // A rejected one: error reply and dead-letter copy under the same permissions.
+    broker
+        .publish(b"{}", properties("tx-lp-bad", Some(&replies)))
+        .await;
+    let rejected = broker
+        .get(&replies, Duration::from_secs(20))
+        .await
+        .expect("an error reply");
+    assert_eq!(error_code(&rejected), "PRG_PAM_CORE_001");
+    assert!(broker.get(DLQ, Duration::from_secs(10)).await.is_some());
+    env.stop_app().await;
+
+    // The consumed-status job and the dlq tools with the same roles.
+    let out = env.cli_ok(&["consumed-job", "run"]);
+    assert!(
+        out.contains("status=SUCCESS") && out.contains("moved=3"),
+        "{out}"
+    );
+    let listed = env.cli_ok(&["dlq", "list"]);
+    assert!(listed.contains("(0 message(s))"), "{listed}");
+}
