@@ -13,7 +13,10 @@ use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::message::prid::{PridFormat, PridRules};
+use crate::{
+    message::prid::{PridFormat, PridRules},
+    tls::{AmqpTlsSettings, PostgresTlsSettings},
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +56,8 @@ pub struct AmqpSettings {
     pub reconnect_max_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    #[serde(default)]
+    pub tls: AmqpTlsSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +87,8 @@ pub struct DatabaseSettings {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
+    #[serde(default)]
+    pub tls: PostgresTlsSettings,
 }
 
 #[derive(Debug, Deserialize)]

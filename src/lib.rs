@@ -21,6 +21,7 @@
 //!   metrics.
 //! - [`dlq`]: the dead-letter tools (list, show, replay, delete, export), loss-free by design.
 //! - [`jobs`]: the consumed-status job (scheduled or run once) and retention purges.
+//! - [`tls`]: TLS to RabbitMQ and PostgreSQL (rustls).
 //! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
 //! - [`cli`]: the command line.
 //!
@@ -43,3 +44,4 @@ pub mod retry;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

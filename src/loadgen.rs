@@ -18,7 +18,6 @@ use lapin::{
     },
     types::FieldTable,
 };
-use tokio_postgres::NoTls;
 
 use crate::{
     amqp,
@@ -88,12 +87,11 @@ fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
 
 /// Inserts an `applicant_demographic` row per PRID so the known-application check passes.
 async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow::Result<()> {
-    let config = storage::pg_config(&settings.database)?;
-    let (client, connection) = config
-        .connect(NoTls)
+    let database = storage::Database::new(&settings.database)?;
+    let (client, driver) = database
+        .connect(None)
         .await
         .context("connecting to the database")?;
-    let driver = tokio::spawn(connection);
     let statement = client
         .prepare(
             "INSERT INTO prereg.applicant_demographic \

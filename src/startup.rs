@@ -24,7 +24,7 @@ pub struct Application {
     http_addr: SocketAddr,
     http_shutdown: CancellationToken,
     http_task: tokio::task::JoinHandle<()>,
-    tokio_postgres_config: tokio_postgres::Config,
+    database: storage::Database,
     create_if_missing: bool,
     migrate_on_start: bool,
     outage_max_delay: std::time::Duration,
@@ -84,7 +84,7 @@ impl Application {
             http_addr,
             http_shutdown,
             http_task,
-            tokio_postgres_config: storage::pg_config(&database)?,
+            database: storage::Database::new(&database)?,
             create_if_missing: database.create_if_missing,
             migrate_on_start: database.migrate_on_start,
             outage_max_delay,
@@ -118,8 +118,7 @@ impl Application {
 
     async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         if self.migrate_on_start {
-            let prepare =
-                || migrate::prepare_database(&self.tokio_postgres_config, self.create_if_missing);
+            let prepare = || migrate::prepare_database(&self.database, self.create_if_missing);
             let backoff = ExponentialBuilder::default()
                 .with_max_delay(self.outage_max_delay)
                 .without_max_times()

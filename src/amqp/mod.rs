@@ -26,7 +26,10 @@ pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
     }
     let properties = ConnectionProperties::default()
         .with_connection_name(settings.connection_name.clone().into());
-    Connection::connect_uri(uri, properties)
+    // The TLS settings apply to amqps:// only; lapin ignores them for amqp://.
+    let tls = crate::tls::amqp_config(&settings.tls)?;
+    let runtime = lapin::runtime::default_runtime().context("starting lapin's runtime")?;
+    Connection::connect_uri_with_config(uri, properties, tls, runtime)
         .await
         .context("connecting to RabbitMQ")
 }

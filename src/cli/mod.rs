@@ -83,9 +83,10 @@ impl Cli {
         match self.command.unwrap_or(Command::Run) {
             Command::Run => run(settings).await,
             Command::Migrate => {
-                let config = storage::pg_config(&settings.database)?;
+                let database = storage::Database::new(&settings.database)?;
                 let applied =
-                    migrate::prepare_database(&config, settings.database.create_if_missing).await?;
+                    migrate::prepare_database(&database, settings.database.create_if_missing)
+                        .await?;
                 println!("{applied} migration(s) applied; schema up to date");
                 Ok(())
             }

@@ -6,7 +6,9 @@
 //! by accident (a session lock would survive connection recycling).
 
 use anyhow::Context;
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::error::SqlState;
+
+use super::Database;
 
 /// (version, name, SQL), in order. Add new files at the end; never edit an applied one.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -36,15 +38,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const MIGRATION_LOCK: i64 = 0x7072_6573_796e_6301;
 
 /// Creates the configured database when it does not exist and the role may create it.
-pub async fn create_database_if_missing(config: &tokio_postgres::Config) -> anyhow::Result<()> {
-    let name = config.get_dbname().unwrap_or("postgres").to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin
-        .connect(NoTls)
+pub async fn create_database_if_missing(database: &Database) -> anyhow::Result<()> {
+    let name = database.name().to_owned();
+    let (client, driver) = database
+        .connect(Some("postgres"))
         .await
         .context("connecting to the `postgres` database")?;
-    let driver = tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -130,17 +129,16 @@ pub fn is_unreachable(err: &anyhow::Error) -> bool {
 
 /// `prereg-sync migrate` and start-up: create the database if allowed, then migrate.
 pub async fn prepare_database(
-    config: &tokio_postgres::Config,
+    database: &Database,
     create_if_missing: bool,
 ) -> anyhow::Result<usize> {
     if create_if_missing {
-        create_database_if_missing(config).await?;
+        create_database_if_missing(database).await?;
     }
-    let (mut client, connection) = config
-        .connect(NoTls)
+    let (mut client, driver) = database
+        .connect(None)
         .await
         .context("connecting to the database")?;
-    let driver = tokio::spawn(connection);
     let applied = run(&mut client).await?;
     drop(client);
     let _ = driver.await;

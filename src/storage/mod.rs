@@ -14,9 +14,10 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use secrecy::ExposeSecret;
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio_postgres::{NoTls, config::SslMode, error::SqlState};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{config::DatabaseSettings, retry::FailureClass};
+use crate::{config::DatabaseSettings, retry::FailureClass, tls};
 
 /// A database failure, safe to log.
 pub enum StorageError {
@@ -104,7 +105,10 @@ fn sqlstate_name(code: &SqlState) -> Option<&'static str> {
         (SqlState::QUERY_CANCELED, "statement timeout or cancel"),
         (SqlState::T_R_SERIALIZATION_FAILURE, "serialization failure"),
         (SqlState::T_R_DEADLOCK_DETECTED, "deadlock"),
-        (SqlState::UNDEFINED_TABLE, "undefined table: run `prereg-sync migrate`"),
+        (
+            SqlState::UNDEFINED_TABLE,
+            "undefined table: run `prereg-sync migrate`",
+        ),
         (SqlState::TOO_MANY_CONNECTIONS, "too many connections"),
         (SqlState::ADMIN_SHUTDOWN, "server shutting down"),
     ]
@@ -130,44 +134,97 @@ impl std::fmt::Debug for StorageError {
 
 impl std::error::Error for StorageError {}
 
-/// The driver configuration: the URL plus session settings every connection must have.
-pub fn pg_config(settings: &DatabaseSettings) -> anyhow::Result<tokio_postgres::Config> {
-    let mut config: tokio_postgres::Config = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?;
-    // `timestamp` columns have no zone: pin the session to UTC so now() and the values written
-    // agree. The statement timeout keeps any wait far below the broker's consumer timeout.
-    let options = format!(
-        "-c TimeZone=UTC -c statement_timeout={}",
-        settings.statement_timeout.as_millis()
-    );
-    config
-        .options(&options)
-        .connect_timeout(settings.connect_timeout)
-        .application_name("prereg-sync");
-    Ok(config)
+/// How to reach the database: the driver configuration (URL plus the session settings every
+/// connection must have) and the TLS connector `database.tls` asks for.
+#[derive(Clone)]
+pub struct Database {
+    config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    pool_size: usize,
+    connect_timeout: Duration,
 }
 
-/// The pool. Connections are verified on recycling (a round trip), so one broken by a
-/// database restart is replaced rather than handed to a message.
-pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let manager = Manager::from_config(
-        pg_config(settings)?,
-        NoTls,
-        ManagerConfig {
+impl Database {
+    pub fn new(settings: &DatabaseSettings) -> anyhow::Result<Database> {
+        let mut config: tokio_postgres::Config = settings
+            .url
+            .expose_secret()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("database.url is not a valid PostgreSQL URL"))?;
+        // `timestamp` columns have no zone: pin the session to UTC so now() and the values
+        // written agree. The statement timeout keeps any wait far below the broker's consumer
+        // timeout.
+        let options = format!(
+            "-c TimeZone=UTC -c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        );
+        config
+            .options(&options)
+            .connect_timeout(settings.connect_timeout)
+            .application_name("prereg-sync");
+        let tls = tls::postgres_config(&settings.tls)?.map(MakeRustlsConnect::new);
+        if tls.is_some() {
+            config.ssl_mode(SslMode::Require);
+        }
+        Ok(Database {
+            config,
+            tls,
+            pool_size: settings.pool_size,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    /// The database name the URL names.
+    pub fn name(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    /// One connection outside the pool (migrations, one-off commands), to `dbname` or the
+    /// configured database; its driver task ends when the client is dropped.
+    pub async fn connect(
+        &self,
+        dbname: Option<&str>,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        let mut config = self.config.clone();
+        if let Some(dbname) = dbname {
+            config.dbname(dbname);
+        }
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                Ok((client, tokio::spawn(async move { drop(connection.await) })))
+            }
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                Ok((client, tokio::spawn(async move { drop(connection.await) })))
+            }
+        }
+    }
+
+    /// The pool. Connections are verified on recycling (a round trip), so one broken by a
+    /// database restart is replaced rather than handed to a message.
+    pub fn pool(&self) -> anyhow::Result<Pool> {
+        let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Verified,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(settings.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(settings.connect_timeout))
-        .create_timeout(Some(settings.connect_timeout))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .context("building the database pool")
+        };
+        let manager = match &self.tls {
+            Some(tls) => Manager::from_config(self.config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(self.config.clone(), NoTls, manager_config),
+        };
+        Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.connect_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .context("building the database pool")
+    }
+}
+
+/// The pool for `settings` (see [`Database::pool`]).
+pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    Database::new(settings)?.pool()
 }
 
 #[cfg(test)]

@@ -246,8 +246,8 @@ impl TestEnv {
     /// Runs the migrations without a worker (for fixtures before the worker starts).
     pub async fn migrate(&self) {
         let settings = self.settings();
-        let config = prereg_sync::storage::pg_config(&settings.database).unwrap();
-        prereg_sync::storage::migrate::prepare_database(&config, true)
+        let database = prereg_sync::storage::Database::new(&settings.database).unwrap();
+        prereg_sync::storage::migrate::prepare_database(&database, true)
             .await
             .unwrap();
     }

@@ -13,4 +13,5 @@ mod lifecycle;
 mod operations;
 mod secrets_in_logs;
 mod store;
+mod tls;
 mod validation;

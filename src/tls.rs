@@ -1,0 +1,172 @@
+//! TLS to RabbitMQ (`amqps://`, custom CA, optional client certificate) and to PostgreSQL
+//! (`database.tls.mode` disable / require / verify-full, custom CA), both through rustls.
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::Context;
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+};
+use serde::Deserialize;
+
+/// `[amqp.tls]`: applies when `amqp.url` is `amqps://…`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpTlsSettings {
+    /// PEM file of the CA(s) that signed the broker's certificate; unset: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate and PKCS#8 key for client-certificate authentication (both or neither).
+    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_key_file: Option<std::path::PathBuf>,
+}
+
+/// How the worker protects its PostgreSQL connections (libpq's `sslmode` names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// Encrypted, server certificate not verified (protects against passive eavesdropping only).
+    Require,
+    /// Encrypted, certificate chain verified against `ca_file` (or the system's roots) and the
+    /// host name checked.
+    VerifyFull,
+}
+
+/// `[database.tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresTlsSettings {
+    pub mode: PostgresTlsMode,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} file {}", path.display()))
+}
+
+/// lapin's TLS configuration for `[amqp.tls]`.
+pub fn amqp_config(settings: &AmqpTlsSettings) -> anyhow::Result<OwnedTLSConfig> {
+    let cert_chain = settings
+        .ca_file
+        .as_deref()
+        .map(|path| read(path, "amqp.tls.ca_file"))
+        .transpose()?
+        .map(|pem| String::from_utf8(pem).context("amqp.tls.ca_file is not PEM text"))
+        .transpose()?;
+    let identity = match (&settings.client_cert_file, &settings.client_key_file) {
+        (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: read(cert, "amqp.tls.client_cert_file")?,
+            key: read(key, "amqp.tls.client_key_file")?,
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("amqp.tls.client_cert_file and amqp.tls.client_key_file go together"),
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
+}
+
+/// The rustls client configuration for `[database.tls]`; `None` for `disable`.
+pub fn postgres_config(settings: &PostgresTlsSettings) -> anyhow::Result<Option<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let config = match settings.mode {
+        PostgresTlsMode::Disable => return Ok(None),
+        PostgresTlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        PostgresTlsMode::VerifyFull => {
+            let roots = match &settings.ca_file {
+                Some(path) => roots_from_pem(&read(path, "database.tls.ca_file")?)?,
+                None => system_roots()?,
+            };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Some(config))
+}
+
+fn roots_from_pem(pem: &[u8]) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(cert.context("database.tls.ca_file holds an unreadable certificate")?)
+            .context("database.tls.ca_file holds an unusable CA certificate")?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "database.tls.ca_file holds no certificate"
+    );
+    Ok(roots)
+}
+
+fn system_roots() -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "no system CA certificates found; set database.tls.ca_file"
+    );
+    Ok(roots)
+}
+
+/// `require`: like libpq, encrypt without authenticating the server. The handshake signatures
+/// are still checked, so the session key belongs to whoever holds the presented certificate.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
