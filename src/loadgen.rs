@@ -72,7 +72,7 @@ impl fmt::Display for LoadgenReport {
 }
 
 /// Unique PRIDs valid under the configured rules, `requests × batch` of them.
-fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
+pub fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
     let mut rng = rand::rng();
     let mut seen = HashSet::with_capacity(count);
     let mut prids = Vec::with_capacity(count);
@@ -86,7 +86,7 @@ fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
 }
 
 /// Inserts an `applicant_demographic` row per PRID so the known-application check passes.
-async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow::Result<()> {
+pub async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow::Result<()> {
     let database = storage::Database::new(&settings.database)?;
     let (client, driver) = database
         .connect(None)
@@ -112,7 +112,7 @@ async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow::Res
     Ok(())
 }
 
-fn request_body(prids: &[String]) -> Vec<u8> {
+pub fn request_body(prids: &[String]) -> Vec<u8> {
     let body = serde_json::json!({
         "id": "mosip.pre-registration.datasync.store",
         "version": "1.0",
@@ -273,7 +273,7 @@ async fn collect_replies(
     Ok(received)
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
