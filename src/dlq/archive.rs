@@ -132,7 +132,7 @@ pub async fn replay_file(
         let (exchange, routing_key) = replay_target(&archived.properties, settings);
         let properties = headers::replay_properties(&archived.properties);
         queue
-            .publish_to(&exchange, &routing_key, &body, properties)
+            .publish(&exchange, &routing_key, &body, properties)
             .await?;
         summary.acted += 1;
         auditor.message(&row, AuditEvent::Replayed).await?;

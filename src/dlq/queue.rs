@@ -196,7 +196,8 @@ impl DeadLetterQueue {
         Ok(())
     }
 
-    async fn publish(
+    /// Publishes with a confirm; an unroutable message is an error (nothing was delivered).
+    pub async fn publish(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -213,17 +214,6 @@ impl DeadLetterQueue {
                 "no queue is bound for exchange `{exchange}` routing key `{routing_key}`; message kept"
             ),
         }
-    }
-
-    /// Publishes straight to an exchange (replay from an archive file).
-    pub async fn publish_to(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        properties: BasicProperties,
-    ) -> anyhow::Result<()> {
-        self.publish(exchange, routing_key, body, properties).await
     }
 
     pub async fn close(self) {

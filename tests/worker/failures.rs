@@ -273,27 +273,15 @@ async fn closed_broker_connections_are_survived() {
     }
     broker.confirm_all().await;
     for threshold in [300, 800, 1300] {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while env
-            .count("SELECT count(*) FROM prereg.sync_transaction")
-            .await
-            < threshold
-        {
-            assert!(Instant::now() < deadline, "stalled before {threshold}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let sql = "SELECT count(*) FROM prereg.sync_transaction";
+        env.wait_for_count(sql, threshold, Duration::from_secs(120))
+            .await;
         rabbitmqctl(&["close_all_connections", "--vhost", &env.vhost, "test fault"]);
     }
     broker = env.broker().await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env
-        .count("SELECT count(*) FROM prereg.sync_transaction")
-        .await
-        < 2000
-    {
-        assert!(Instant::now() < deadline, "not all stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sql = "SELECT count(*) FROM prereg.sync_transaction";
+    env.wait_for_count(sql, 2000, Duration::from_secs(120))
+        .await;
     env.wait_ready(Duration::from_secs(30)).await;
     assert!(env.metric("prereg_sync_broker_reconnects_total").await >= 3.0);
     // Still consuming: one more request is answered.
@@ -305,15 +293,8 @@ async fn closed_broker_connections_are_survived() {
             properties("tx-after", Some(&replies)),
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while env
-        .count("SELECT count(*) FROM prereg.sync_transaction WHERE transaction_id = 'tx-after'")
-        .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "not consuming after the faults");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sql = "SELECT count(*) FROM prereg.sync_transaction WHERE transaction_id = 'tx-after'";
+    env.wait_for_count(sql, 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.stop_app().await;
 

@@ -256,6 +256,22 @@ impl TestEnv {
         Broker::connect(&self.vhost).await
     }
 
+    /// Polls `sql` (a count) until it reaches `at_least`; panics after `limit`.
+    pub async fn wait_for_count(&self, sql: &str, at_least: i64, limit: Duration) -> i64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let n = self.count(sql).await;
+            if n >= at_least {
+                return n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sql} stayed at {n} < {at_least} for {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.db().await.query_one(sql, &[]).await.unwrap().get(0)
     }

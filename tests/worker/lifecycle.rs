@@ -38,16 +38,8 @@ async fn publish_stream(env: &TestEnv, broker: &Broker) -> Vec<String> {
 }
 
 async fn wait_for_transactions(env: &TestEnv, at_least: i64, limit: Duration) -> i64 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let n = env
-            .count("SELECT count(*) FROM prereg.sync_transaction")
-            .await;
-        if n >= at_least || Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let sql = "SELECT count(*) FROM prereg.sync_transaction";
+    env.wait_for_count(sql, at_least, limit).await
 }
 
 fn terminate(child: &Child) {

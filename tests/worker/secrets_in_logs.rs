@@ -5,25 +5,53 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
+/// A broker user with a distinctive password and a database URL with another, installed in
+/// the environment; the user is removed on drop.
+struct Credentials {
+    user: String,
+    password: String,
+    pg_password: String,
+}
+
+impl Credentials {
+    fn install(env: &mut TestEnv) -> Credentials {
+        let user = format!("prs-secret-{}", env.id);
+        let password = format!("S3cret-{}-pw", env.id);
+        let pg_password = format!("PgS3cret-{}-pw", env.id);
+        rabbitmqctl(&["add_user", &user, &password]);
+        rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
+        env.vars.insert(
+            "AMQP_URL".into(),
+            format!("amqp://{user}:{password}@127.0.0.1:5672/{}", env.vhost),
+        );
+        env.vars.insert(
+            "DATABASE_URL".into(),
+            format!(
+                "postgres://postgres:{pg_password}@127.0.0.1:5432/{}",
+                env.database
+            ),
+        );
+        Credentials {
+            user,
+            password,
+            pg_password,
+        }
+    }
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &self.user])
+            .output();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
     let mut env = TestEnv::new();
-    let user = format!("prs-user-{}", env.id);
-    let password = format!("S3cret-{}", env.id);
-    rabbitmqctl(&["add_user", &user, &password]);
-    rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
-    let pg_password = format!("PgS3cret-{}", env.id);
-    env.vars.insert(
-        "AMQP_URL".into(),
-        format!("amqp://{user}:{password}@127.0.0.1:5672/{}", env.vhost),
-    );
-    env.vars.insert(
-        "DATABASE_URL".into(),
-        format!(
-            "postgres://postgres:{pg_password}@127.0.0.1:5432/{}",
-            env.database
-        ),
-    );
+    let credentials = Credentials::install(&mut env);
+    let (password, pg_password) = (&credentials.password, &credentials.pg_password);
     env.migrate().await;
     let ids = prids(5);
     env.seed_applications(&ids[..4]).await;
@@ -94,9 +122,6 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
             "a PRID in the audit trail"
         );
     }
-    let _ = std::process::Command::new("rabbitmqctl")
-        .args(["delete_user", &user])
-        .output();
 }
 
 /// The security issue's secret-leak test: a configured password never appears in logs, error
@@ -104,21 +129,11 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_passwords_never_leak() {
     let mut env = TestEnv::new();
-    let user = format!("prs-leak-{}", env.id);
-    let password = format!("Leak-{}-pw", env.id);
-    rabbitmqctl(&["add_user", &user, &password]);
-    rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
-    let pg_password = format!("PgLeak-{}-pw", env.id);
-    env.vars.insert(
-        "AMQP_URL".into(),
-        format!("amqp://{user}:{password}@127.0.0.1:5672/{}", env.vhost),
-    );
-    env.vars.insert(
-        "DATABASE_URL".into(),
-        format!(
-            "postgres://postgres:{pg_password}@127.0.0.1:5432/{}",
-            env.database
-        ),
+    let credentials = Credentials::install(&mut env);
+    let (user, password, pg_password) = (
+        &credentials.user,
+        &credentials.password,
+        &credentials.pg_password,
     );
     let secrets = [password.as_str(), pg_password.as_str()];
     let assert_clean = |what: &str, text: &str| {
@@ -202,7 +217,4 @@ async fn configured_passwords_never_leak() {
         assert!(help.contains("Usage"), "{help}");
         assert_clean("--help", &help);
     }
-    let _ = std::process::Command::new("rabbitmqctl")
-        .args(["delete_user", &user])
-        .output();
 }
