@@ -279,3 +279,33 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
     );
     env.stop_app().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_publishes_waits_for_every_reply_and_reports() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let out = env.cli_ok(&["loadgen", "--requests", "40", "--batch", "3", "--seed"]);
+    for field in [
+        "requests=40",
+        "prids=120",
+        "acks=40",
+        "errors=0",
+        "messages/s=",
+        "prids/s=",
+        "latency_p50=",
+        "latency_p99=",
+    ] {
+        assert!(out.contains(field), "{field} missing from: {out}");
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_transaction WHERE app_id = 'loadgen'")
+            .await,
+        40
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
+            .await,
+        120
+    );
+    env.stop_app().await;
+}
