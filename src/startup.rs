@@ -28,6 +28,7 @@ pub struct Application {
     create_if_missing: bool,
     migrate_on_start: bool,
     outage_max_delay: std::time::Duration,
+    shutdown_grace: std::time::Duration,
     /// The consumed-status job and its schedule, when enabled; taken when the worker runs.
     scheduled_job: Option<(ConsumedJob, cron::Schedule)>,
 }
@@ -88,6 +89,7 @@ impl Application {
             create_if_missing: database.create_if_missing,
             migrate_on_start: database.migrate_on_start,
             outage_max_delay,
+            shutdown_grace: worker.shutdown_grace,
             scheduled_job,
         })
     }
@@ -146,9 +148,16 @@ impl Application {
             .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, shutdown.clone())));
         let consumed = self.consumer.clone().run(shutdown.clone()).await;
         probe.abort();
-        if let Some(scheduler) = scheduler {
-            // A run in progress finishes; the scheduler returns at its next wait.
-            let _ = scheduler.await;
+        if let Some(mut scheduler) = scheduler {
+            // A run in progress may finish within the grace period; past it the run is
+            // abandoned between chunks (each chunk is its own transaction, so nothing is half
+            // moved) and the next run records it as FAILED.
+            if tokio::time::timeout(self.shutdown_grace, &mut scheduler)
+                .await
+                .is_err()
+            {
+                scheduler.abort();
+            }
         }
         consumed
     }

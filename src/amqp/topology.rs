@@ -17,10 +17,10 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error(
-        "queue `{queue}` exists with different arguments ({detail}); see docs/operations.md, \
+        "`{object}` exists with different arguments ({detail}); see docs/operations.md, \
          \"Changing queue arguments\", to migrate it"
     )]
-    Incompatible { queue: String, detail: String },
+    Incompatible { object: String, detail: String },
     #[error("declaring `{object}`: {source}")]
     Broker {
         object: String,
@@ -193,7 +193,7 @@ fn refused(object: &str, source: lapin::Error) -> TopologyError {
         && *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
     {
         return TopologyError::Incompatible {
-            queue: object.to_owned(),
+            object: object.to_owned(),
             detail: amqp.get_message().to_string(),
         };
     }

@@ -17,7 +17,8 @@ use self::queue::{Action, DeadLetterQueue, death_count};
 use crate::{
     amqp::headers::{self, integer, string},
     config::Settings,
-    message::envelope::parse_request_time,
+    message::{TransactionId, envelope::parse_request_time},
+    processor::registration_processor_id,
     storage::{
         self,
         audit::{self, AuditEvent, AuditRecord},
@@ -433,11 +434,15 @@ impl Auditor {
         })
     }
 
+    /// The message's IDs are the publisher's: made storable as the worker stores them (a
+    /// `message_id` that is no valid transaction ID is left out).
     pub(crate) async fn message(&self, row: &Row, event: AuditEvent) -> anyhow::Result<()> {
+        let app_id = registration_processor_id(row.app_id.as_deref());
+        let transaction_id = row.transaction_id.as_deref().and_then(TransactionId::parse);
         let record = AuditRecord {
             at: Utc::now().naive_utc(),
-            app_id: row.app_id.as_deref().unwrap_or("unknown"),
-            transaction_id: row.transaction_id.as_deref(),
+            app_id: &app_id,
+            transaction_id: transaction_id.as_ref().map(TransactionId::as_str),
             event,
             error_code: None,
         };

@@ -163,8 +163,8 @@ impl ConsumedJob {
         };
         report.status = Some(status);
         self.finish(&client, &report).await?;
-        lock.commit().await.context("releasing the job lock")?;
         self.metrics.consumed_job_finished(&report, status);
+        lock.commit().await.context("releasing the job lock")?;
         outcome?;
         Ok(Some(report))
     }

@@ -115,16 +115,24 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
 /// True when preparing failed only because the server could not be reached (not up yet,
 /// starting, restarting): worth waiting for, unlike a refused privilege or a broken migration.
 pub fn is_unreachable(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
+    // A TLS failure (an untrusted certificate) will not heal by waiting.
+    let tls_refused = err.chain().any(|cause| {
         cause
-            .downcast_ref::<tokio_postgres::Error>()
-            .is_some_and(|err| match err.code() {
-                None => true,
-                Some(code) => {
-                    *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN
-                }
-            })
-    })
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+    });
+    !tls_refused
+        && err.chain().any(|cause| {
+            cause
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|err| match err.code() {
+                    None => true,
+                    Some(code) => {
+                        *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::ADMIN_SHUTDOWN
+                    }
+                })
+        })
 }
 
 /// `prereg-sync migrate` and start-up: create the database if allowed, then migrate.

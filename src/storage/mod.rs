@@ -25,13 +25,17 @@ pub enum StorageError {
     Unavailable(String),
     /// The server answered with an error.
     Db(tokio_postgres::Error),
+    /// A concurrent change invalidated what this attempt read; trying again settles it.
+    Raced(&'static str),
 }
 
 impl StorageError {
     /// Which recovery applies: see `retry` for what each class means.
     pub fn class(&self) -> FailureClass {
-        let StorageError::Db(err) = self else {
-            return FailureClass::InfrastructureDown;
+        let err = match self {
+            StorageError::Unavailable(_) => return FailureClass::InfrastructureDown,
+            StorageError::Raced(_) => return FailureClass::Transient,
+            StorageError::Db(err) => err,
         };
         let Some(code) = err.code() else {
             // No SQLSTATE: the socket failed or closed, the server is gone for now.
@@ -121,6 +125,7 @@ impl std::fmt::Display for StorageError {
         match self {
             StorageError::Unavailable(why) => write!(f, "database unavailable: {why}"),
             StorageError::Db(err) => write!(f, "database error: {}", describe(err)),
+            StorageError::Raced(why) => write!(f, "database race: {why}"),
         }
     }
 }

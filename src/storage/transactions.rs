@@ -111,8 +111,8 @@ pub async fn store(
             Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing)),
             // The other delivery's row vanished between the two statements (retention purge):
             // let the retry policy try again from the top.
-            None => Err(StorageError::Unavailable(
-                "transaction record changed concurrently".into(),
+            None => Err(StorageError::Raced(
+                "transaction record changed concurrently",
             )),
         };
     }
