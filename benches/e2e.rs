@@ -531,14 +531,16 @@ async fn main() -> anyhow::Result<()> {
         settings.database.pool_size,
         if quick { " (quick: 1/10 scale)" } else { "" }
     );
+    // `--jobs-only`: just the consumed-status job rows (for iterating on the job).
+    if std::env::args().any(|a| a == "--jobs-only") {
+        return print_jobs(scale).await;
+    }
     let probe_a = probe_broker(20_000 / scale).await?;
     let probe_b = probe_database(200_000 / scale).await?;
     let s1 = scenario("s1", 20_000 / scale, 1).await?;
     let (p50, p99) = latency(5_000 / scale, s1.requests_per_s / 2.0).await?;
     let s2 = scenario("s2", 2_000 / scale, 100).await?;
     let s3 = scenario("s3", 10_000 / scale, 100).await?;
-    let (job_small_s, job_small_rss) = consumed_job(10_000 / scale).await?;
-    let (job_s, job_rss) = consumed_job(100_000 / scale).await?;
     println!();
     println!("| scenario | figure | limit probe | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
@@ -567,19 +569,23 @@ async fn main() -> anyhow::Result<()> {
         s2.prids_per_s,
         100.0 * s3.prids_per_s / s2.prids_per_s
     );
-    println!(
-        "| consumed job {} PRIDs | {:.1} s, {:.0} rows/s, peak RSS {:.1} MiB | | | |",
-        10_000 / scale,
-        job_small_s,
-        (10_000 / scale) as f64 / job_small_s,
-        job_small_rss
-    );
-    println!(
-        "| consumed job {} PRIDs | {:.1} s, {:.0} rows/s, peak RSS {:.1} MiB | | | flat memory |",
-        100_000 / scale,
-        job_s,
-        (100_000 / scale) as f64 / job_s,
-        job_rss
-    );
+    print_jobs(scale).await
+}
+
+/// Runs the consumed-status job over 10,000 and 100,000 PRIDs and prints their table rows:
+/// equal peak memory shows the job's memory does not grow with the work.
+async fn print_jobs(scale: usize) -> anyhow::Result<()> {
+    let sizes = [10_000 / scale, 100_000 / scale];
+    let mut rows = Vec::new();
+    for n in sizes {
+        let (secs, rss) = consumed_job(n).await?;
+        rows.push(format!(
+            "| consumed job {n} PRIDs | {secs:.1} s, {:.0} rows/s, peak RSS {rss:.1} MiB | | | flat memory |",
+            n as f64 / secs
+        ));
+    }
+    for row in rows {
+        println!("{row}");
+    }
     Ok(())
 }

@@ -26,7 +26,6 @@ use crate::{
 
 /// Arbitrary constant naming "prereg-sync consumed job" among advisory locks.
 const JOB_LOCK: i64 = 0x7072_6573_796e_6302;
-const PENDING: &str = "Processed by registration processor";
 const CONSUMED: &str = "Application consumed";
 const NOT_FOUND: &str = "Application not found";
 
@@ -171,13 +170,19 @@ impl ConsumedJob {
 
     /// Moves chunk after chunk until no pending PRID is left (or only failed ones).
     async fn move_all(&self, client: &mut Client, report: &mut RunReport) -> anyhow::Result<()> {
-        let mut failed: Vec<String> = Vec::new();
+        // Keyset pagination: each chunk starts after the last PRID of the one before, so a chunk
+        // never rescans rows already handled (their dead index entries stay until vacuum) and a
+        // PRID that failed is not picked up again in this run.
+        let mut after = String::new();
         loop {
             let tx = client.transaction().await?;
-            let chunk = claim_chunk(&tx, self.chunk_size, &failed).await?;
+            let chunk = claim_chunk(&tx, self.chunk_size, &after).await?;
             if chunk.is_empty() {
                 tx.rollback().await?;
                 return Ok(());
+            }
+            if let Some(last) = chunk.last() {
+                after.clone_from(&last.prereg_id);
             }
             report.selected += chunk.len() as u64;
             let ids: Vec<&str> = chunk.iter().map(|p| p.prereg_id.as_str()).collect();
@@ -210,7 +215,6 @@ impl ConsumedJob {
                                 report
                                     .failed_transactions
                                     .push(pending.transaction_id.clone());
-                                failed.push(pending.prereg_id.clone());
                             }
                         }
                     }
@@ -311,20 +315,22 @@ fn trigger_name(trigger: Trigger) -> &'static str {
 }
 
 /// Claims up to `limit` pending rows no other transaction holds, skipping those that already
-/// failed in this run (they stay pending for the next run).
+/// failed in this run (they stay pending for the next run): only PRIDs after `after`.
 async fn claim_chunk(
     tx: &Transaction<'_>,
     limit: i64,
-    failed: &[String],
+    after: &str,
 ) -> Result<Vec<Pending>, StorageError> {
     let statement = tx
         .prepare_cached(
+            // The status is a literal, not a parameter, so even a generic plan of this
+            // prepared statement matches the partial index idx_prcpl_pending.
             "SELECT prereg_id, coalesce(prereg_trn_id, '') FROM prereg.processed_prereg_list \
-             WHERE status_comments = $1 AND NOT (prereg_id = ANY($2)) \
-             ORDER BY prereg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+             WHERE status_comments = 'Processed by registration processor' AND prereg_id > $1 \
+             ORDER BY prereg_id LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .await?;
-    let rows = tx.query(&statement, &[&PENDING, &failed, &limit]).await?;
+    let rows = tx.query(&statement, &[&after, &limit]).await?;
     Ok(rows
         .into_iter()
         .map(|row| Pending {
