@@ -489,10 +489,11 @@ impl Broker {
 pub fn prids(n: usize) -> Vec<String> {
     let rules = prid::PridRules::default();
     let mut rng = rand::rng();
+    let mut seen = std::collections::HashSet::with_capacity(n);
     let mut out: Vec<String> = Vec::with_capacity(n);
     while out.len() < n {
         let candidate = prid::generate_valid(&rules, &mut rng);
-        if !out.contains(&candidate) {
+        if seen.insert(candidate.clone()) {
             out.push(candidate);
         }
     }
