@@ -114,32 +114,50 @@ impl Processor {
         let now = Utc::now();
         let mut client = self.pool.get().await?;
         let transaction_id = identity.transaction_id.as_str();
-        if identity.message_id_ok
-            && let Some(existing) = transactions::find(&client, transaction_id).await?
-        {
-            return self
-                .settle_existing(&client, incoming, identity, existing)
-                .await;
-        }
-        let envelope = match self.validator.validate(
+        // Validation is pure, so it runs first and the two reads it allows (the transaction
+        // lookup and the known-application check) go to the server together, pipelined on one
+        // connection. The contract's order still decides: a recorded transaction (rule 1)
+        // wins over any validation error (rule 2).
+        let validated = self.validator.validate(
             incoming.content_type,
             identity.message_id_ok,
             incoming.body,
             now,
-        ) {
+        );
+        let well_formed: Vec<String> = validated
+            .as_ref()
+            .map(|envelope| {
+                envelope
+                    .prids
+                    .iter()
+                    .filter(|prid| self.validator.prid_format_ok(prid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lookup = async {
+            match identity.message_id_ok {
+                true => transactions::find(&client, transaction_id).await,
+                false => Ok(None),
+            }
+        };
+        let known_check = async {
+            match self.require_known_application && !well_formed.is_empty() {
+                true => transactions::known_applications(&client, &well_formed)
+                    .await
+                    .map(Some),
+                false => Ok(None),
+            }
+        };
+        let (existing, known) = tokio::try_join!(lookup, known_check)?;
+        if let Some(existing) = existing {
+            return self
+                .settle_existing(&client, incoming, identity, existing)
+                .await;
+        }
+        let envelope = match validated {
             Ok(envelope) => envelope,
             Err(code) => return self.reject(&client, incoming, identity, code).await,
-        };
-        let well_formed: Vec<String> = envelope
-            .prids
-            .iter()
-            .filter(|prid| self.validator.prid_format_ok(prid))
-            .cloned()
-            .collect();
-        let known = if self.require_known_application && !well_formed.is_empty() {
-            Some(transactions::known_applications(&client, &well_formed).await?)
-        } else {
-            None
         };
         // One pass in request order: rejected PRIDs are listed as they were sent.
         let total = envelope.prids.len();

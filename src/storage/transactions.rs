@@ -75,37 +75,86 @@ pub async fn known_applications(
     Ok(rows.into_iter().map(|row| row.get(0)).collect())
 }
 
-/// Stores a request in one database transaction. The transaction row goes first: when a
-/// concurrent delivery of the same ID holds it, this insert waits for that one to commit and
-/// then inserts nothing, so a race becomes a duplicate, never a unique violation.
+/// Stores a request in one database transaction. The four statements are sent together
+/// (pipelined on the connection; the server runs them in order). The transaction row goes
+/// first: when a concurrent delivery of the same ID holds it, this insert waits for that one to
+/// commit and then inserts nothing, and the transaction is rolled back, so a race becomes a
+/// duplicate, never a unique violation.
 pub async fn store(
     client: &mut Client,
     new: &NewTransaction<'_>,
 ) -> Result<StoreOutcome, StorageError> {
     let tx = client.transaction().await?;
-    let insert_transaction = tx
-        .prepare_cached(
+    let (insert_transaction, insert_interface, insert_processed) = tokio::try_join!(
+        tx.prepare_cached(
             "INSERT INTO prereg.sync_transaction \
              (transaction_id, app_id, body_sha256, received_at, request_time, stored_count, reply_body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (transaction_id) DO NOTHING",
-        )
-        .await?;
+        ),
+        tx.prepare_cached(
+            "INSERT INTO prereg.intf_processed_prereg_list (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) \
+             SELECT id, $2, $3, $4, $5 FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING",
+        ),
+        tx.prepare_cached(
+            "INSERT INTO prereg.processed_prereg_list \
+             (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) \
+             SELECT id, $2, 'Consumed', 'Processed by registration processor', $3, $4, $5, $6 \
+             FROM unnest($1::varchar[]) AS id ON CONFLICT (prereg_id) DO NOTHING",
+        ),
+    )?;
     let stored_count = i32::try_from(new.prids.len()).unwrap_or(i32::MAX);
-    let inserted = tx
-        .execute(
-            &insert_transaction,
-            &[
-                &new.transaction_id,
-                &new.app_id,
-                &new.body_sha256,
-                &new.received_at,
-                &new.request_time,
-                &stored_count,
-                &new.reply_body,
-            ],
-        )
-        .await?;
+    // Sorted, so concurrent requests sharing PRIDs take row locks in the same order and
+    // cannot deadlock each other.
+    let mut prids: Vec<&str> = new.prids.iter().map(String::as_str).collect();
+    prids.sort_unstable();
+    let record = AuditRecord {
+        at: new.received_at,
+        app_id: new.app_id,
+        transaction_id: Some(new.transaction_id),
+        event: AuditEvent::Stored,
+        error_code: None,
+    };
+    let insert_transaction = async {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &new.transaction_id,
+            &new.app_id,
+            &new.body_sha256,
+            &new.received_at,
+            &new.request_time,
+            &stored_count,
+            &new.reply_body,
+        ];
+        Ok::<_, StorageError>(tx.execute(&insert_transaction, &params).await?)
+    };
+    let insert_interface = async {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &prids,
+            &new.request_time,
+            &new.lang_code,
+            &new.created_by,
+            &new.received_at,
+        ];
+        Ok(tx.execute(&insert_interface, &params).await?)
+    };
+    let insert_processed = async {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &prids,
+            &new.request_time,
+            &new.transaction_id,
+            &new.lang_code,
+            &new.created_by,
+            &new.received_at,
+        ];
+        Ok(tx.execute(&insert_processed, &params).await?)
+    };
+    let (inserted, _, newly_processed, ()) = tokio::try_join!(
+        insert_transaction,
+        insert_interface,
+        insert_processed,
+        audit::write(&tx, &record),
+    )?;
     if inserted == 0 {
+        // Another delivery recorded this transaction first: undo this one's rows.
         tx.rollback().await?;
         return match find(&*client, new.transaction_id).await? {
             Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing)),
@@ -116,56 +165,6 @@ pub async fn store(
             )),
         };
     }
-    // Sorted, so concurrent requests sharing PRIDs take row locks in the same order and
-    // cannot deadlock each other.
-    let mut prids: Vec<&str> = new.prids.iter().map(String::as_str).collect();
-    prids.sort_unstable();
-    let insert_interface = tx
-        .prepare_cached(
-            "INSERT INTO prereg.intf_processed_prereg_list (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) \
-             SELECT id, $2, $3, $4, $5 FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    tx.execute(
-        &insert_interface,
-        &[
-            &prids,
-            &new.request_time,
-            &new.lang_code,
-            &new.created_by,
-            &new.received_at,
-        ],
-    )
-    .await?;
-    let insert_processed = tx
-        .prepare_cached(
-            "INSERT INTO prereg.processed_prereg_list \
-             (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) \
-             SELECT id, $2, 'Consumed', 'Processed by registration processor', $3, $4, $5, $6 \
-             FROM unnest($1::varchar[]) AS id ON CONFLICT (prereg_id) DO NOTHING",
-        )
-        .await?;
-    let newly_processed = tx
-        .execute(
-            &insert_processed,
-            &[
-                &prids,
-                &new.request_time,
-                &new.transaction_id,
-                &new.lang_code,
-                &new.created_by,
-                &new.received_at,
-            ],
-        )
-        .await?;
-    let record = AuditRecord {
-        at: new.received_at,
-        app_id: new.app_id,
-        transaction_id: Some(new.transaction_id),
-        event: AuditEvent::Stored,
-        error_code: None,
-    };
-    audit::write(&tx, &record).await?;
     tx.commit().await?;
     Ok(StoreOutcome::Stored { newly_processed })
 }
