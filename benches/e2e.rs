@@ -157,6 +157,81 @@ fn sample_rss(
     })
 }
 
+/// CPU seconds (user + system) used so far by the worker, PostgreSQL, RabbitMQ and this
+/// benchmark (the client publishing and collecting). Sampled before and after a scenario, the
+/// difference is a process-level profile: which program the machine's two cores worked for.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    worker: f64,
+    postgres: f64,
+    rabbitmq: f64,
+    client: f64,
+}
+
+impl CpuSplit {
+    fn sample(worker_pid: u32) -> CpuSplit {
+        let mut split = CpuSplit::default();
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return split;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`: utime and stime are fields 14 and 15, in clock ticks.
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let comm = head.split_once(" (").map_or("", |(_, comm)| comm);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+            let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+                continue;
+            };
+            let seconds = (user + system) / 100.0;
+            match comm {
+                _ if pid == worker_pid => split.worker += seconds,
+                _ if pid == me => split.client += seconds,
+                "postgres" => split.postgres += seconds,
+                "beam.smp" | "erl_child_setup" | "inet_gethost" | "epmd" => {
+                    split.rabbitmq += seconds
+                }
+                _ => {}
+            }
+        }
+        split
+    }
+
+    /// CPU seconds per 1,000 requests between two samples.
+    fn per_thousand(self, earlier: CpuSplit, requests: usize) -> CpuSplit {
+        let k = 1000.0 / requests as f64;
+        CpuSplit {
+            worker: (self.worker - earlier.worker) * k,
+            postgres: (self.postgres - earlier.postgres) * k,
+            rabbitmq: (self.rabbitmq - earlier.rabbitmq) * k,
+            client: (self.client - earlier.client) * k,
+        }
+    }
+}
+
+impl std::fmt::Display for CpuSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {:.3} s, PostgreSQL {:.3} s, RabbitMQ {:.3} s, bench client {:.3} s",
+            self.worker, self.postgres, self.rabbitmq, self.client
+        )
+    }
+}
+
 async fn channel(env: &Env) -> anyhow::Result<(Connection, Channel)> {
     let settings = env.settings();
     let connection = prereg_sync::amqp::connect(&settings.amqp).await?;
@@ -266,6 +341,8 @@ struct Scenario {
     requests_per_s: f64,
     prids_per_s: f64,
     peak_rss_mib: f64,
+    /// CPU seconds per 1,000 requests, by process.
+    cpu: CpuSplit,
 }
 
 /// Pre-publishes the requests, starts the worker, times first to last reply, verifies.
@@ -281,9 +358,11 @@ async fn scenario(name: &str, requests: usize, batch: usize) -> anyhow::Result<S
     declare_reply_queue(&channel).await?;
     publish(&channel, &settings, &prids, batch, None).await?;
     let worker = env.spawn_worker();
+    let cpu_before = CpuSplit::sample(worker.0.id());
     let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_rss(worker.0.id(), stop_sampling.clone());
     let arrived = collect(&channel, requests).await?;
+    let cpu = CpuSplit::sample(worker.0.id()).per_thousand(cpu_before, requests);
     let first = arrived.iter().min().copied().context("no reply")?;
     let last = arrived.iter().max().copied().context("no reply")?;
     stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -312,6 +391,7 @@ async fn scenario(name: &str, requests: usize, batch: usize) -> anyhow::Result<S
         requests_per_s: (requests - 1) as f64 / secs,
         prids_per_s: ((requests - 1) * batch) as f64 / secs,
         peak_rss_mib: peak_kib as f64 / 1024.0,
+        cpu,
     })
 }
 
@@ -359,30 +439,13 @@ async fn probe_broker(requests: usize) -> anyhow::Result<f64> {
     let env = Env::new("probe_a");
     let settings = env.settings();
     let (connection, channel) = channel(&env).await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare("probe.requests".into(), durable, FieldTable::default())
+    // The worker's own topology (quorum request queue), so the probe's requests take the same
+    // broker path as the scenario's: the limit is the broker's, not a cheaper queue type's.
+    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
         .await?;
     declare_reply_queue(&channel).await?;
-    let body = request_body(&["75124301328620".to_owned()]);
-    for i in 0..requests {
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                "probe.requests".into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_correlation_id(i.to_string().into()),
-            )
-            .await?;
-        drop(confirm);
-    }
-    channel.wait_for_confirms().await?;
+    let prids = vec!["75124301328620".to_owned(); requests];
+    publish(&channel, &settings, &prids, 1, None).await?;
     let consume_channel = connection.create_channel().await?;
     consume_channel
         .basic_qos(settings.amqp.prefetch, BasicQosOptions::default())
@@ -393,7 +456,7 @@ async fn probe_broker(requests: usize) -> anyhow::Result<f64> {
         .await?;
     let mut consumer = consume_channel
         .basic_consume(
-            "probe.requests".into(),
+            settings.amqp.request_queue.as_str().into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -536,6 +599,18 @@ async fn main() -> anyhow::Result<()> {
         return print_jobs(scale).await;
     }
     let probe_a = probe_broker(20_000 / scale).await?;
+    // `--s1-only`: probe A and S1 (for iterating on the per-request path).
+    if std::env::args().any(|a| a == "--s1-only") {
+        let s1 = scenario("s1", 20_000 / scale, 1).await?;
+        println!(
+            "| S1 1 PRID/request | {:.0} requests/s | A: {:.0} requests/s | {:.0}% | ≥ 50% |",
+            s1.requests_per_s,
+            probe_a,
+            100.0 * s1.requests_per_s / probe_a
+        );
+        println!("| S1 CPU per 1000 requests | {} | | | |", s1.cpu);
+        return Ok(());
+    }
     let probe_b = probe_database(200_000 / scale).await?;
     let s1 = scenario("s1", 20_000 / scale, 1).await?;
     let (p50, p99) = latency(5_000 / scale, s1.requests_per_s / 2.0).await?;
@@ -569,6 +644,9 @@ async fn main() -> anyhow::Result<()> {
         s2.prids_per_s,
         100.0 * s3.prids_per_s / s2.prids_per_s
     );
+    println!("| S1 CPU per 1000 requests | {} | | | |", s1.cpu);
+    println!("| S2 CPU per 1000 requests | {} | | | |", s2.cpu);
+    println!("| S3 CPU per 1000 requests | {} | | | |", s3.cpu);
     print_jobs(scale).await
 }
 

@@ -11,6 +11,7 @@ use crate::{
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
+        group_commit::GroupCommit,
         transactions::{self, NewTransaction, StoreOutcome, StoredTransaction},
     },
     telemetry::Metrics,
@@ -82,6 +83,7 @@ pub struct Decision {
 
 pub struct Processor {
     pool: Pool,
+    group_commit: GroupCommit,
     validator: RequestValidator,
     require_known_application: bool,
     storage: StorageSettings,
@@ -96,6 +98,7 @@ impl Processor {
         metrics: Metrics,
     ) -> Processor {
         Processor {
+            group_commit: GroupCommit::start(pool.clone()),
             pool,
             validator: RequestValidator::new(validation),
             require_known_application: validation.require_known_application,
@@ -112,7 +115,7 @@ impl Processor {
         identity: &Identity,
     ) -> Result<Decision, StorageError> {
         let now = Utc::now();
-        let mut client = self.pool.get().await?;
+        let client = self.pool.get().await?;
         let transaction_id = identity.transaction_id.as_str();
         // Validation is pure, so it runs first and the two reads it allows (the transaction
         // lookup and the known-application check) go to the server together, pipelined on one
@@ -179,20 +182,23 @@ impl Processor {
         let malformed = total - well_formed.len();
         let unknown = well_formed.len() - stored.len();
         let reply = Reply::success(transaction_id, &stored, &rejected, now);
+        let stored_count = stored.len() as u64;
         let new = NewTransaction {
-            transaction_id,
-            app_id: incoming.app_id,
-            body_sha256: &identity.body_sha256,
+            transaction_id: transaction_id.to_owned(),
+            app_id: incoming.app_id.to_owned(),
+            body_sha256: identity.body_sha256.clone(),
             received_at: now.naive_utc(),
             request_time: envelope.request_time,
-            prids: &stored,
-            reply_body: &reply.body,
-            lang_code: &self.storage.lang_code,
-            created_by: &self.storage.created_by,
+            prids: stored,
+            reply_body: reply.body.clone(),
+            lang_code: self.storage.lang_code.clone(),
+            created_by: self.storage.created_by.clone(),
         };
-        match transactions::store(&mut client, &new).await? {
+        // The pooled connection goes back before waiting for the shared commit, which needs one.
+        drop(client);
+        match self.group_commit.store(new).await? {
             StoreOutcome::Stored { newly_processed } => {
-                let already = stored.len() as u64 - newly_processed;
+                let already = stored_count - newly_processed;
                 self.metrics
                     .prids_stored(newly_processed, already, malformed, unknown);
                 Ok(Decision {
@@ -201,6 +207,7 @@ impl Processor {
                 })
             }
             StoreOutcome::AlreadyRecorded(existing) => {
+                let client = self.pool.get().await?;
                 self.settle_existing(&client, incoming, identity, existing)
                     .await
             }

@@ -75,6 +75,30 @@ pub async fn write(
     write_with_outcome(client, record, record.event.outcome()).await
 }
 
+/// Writes many rows with one statement (the stores of one group commit).
+pub async fn write_all(
+    client: &impl GenericClient,
+    records: &[AuditRecord<'_>],
+) -> Result<(), StorageError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
+             SELECT * FROM unnest($1::timestamp[], $2::varchar[], $3::varchar[], $4::varchar[], \
+             $5::varchar[], $6::varchar[])",
+        )
+        .await?;
+    let times: Vec<NaiveDateTime> = records.iter().map(|r| r.at).collect();
+    let apps: Vec<&str> = records.iter().map(|r| r.app_id).collect();
+    let ids: Vec<Option<&str>> = records.iter().map(|r| r.transaction_id).collect();
+    let events: Vec<&str> = records.iter().map(|r| r.event.as_str()).collect();
+    let outcomes: Vec<&str> = records.iter().map(|r| r.event.outcome()).collect();
+    let codes: Vec<Option<&str>> = records.iter().map(|r| r.error_code).collect();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&times, &apps, &ids, &events, &outcomes, &codes];
+    client.execute(&statement, &params).await?;
+    Ok(())
+}
+
 /// Like [`write`] with an explicit outcome (a job run's status).
 pub async fn write_with_outcome(
     client: &impl GenericClient,

@@ -5,6 +5,7 @@
 //! shows the SQLSTATE and a fixed description only.
 
 pub mod audit;
+pub mod group_commit;
 pub mod migrate;
 pub mod suspects;
 pub mod transactions;

@@ -1,11 +1,13 @@
 //! The hot path's statements: transaction lookup, the known-application check, and the one
-//! database transaction that stores a request (transaction record, both PRID tables, audit).
-//! One bulk statement per table per request: PRIDs travel as one array parameter.
+//! database transaction that stores requests (transaction records, both PRID tables, audit).
+//! One bulk statement per table however many requests and PRIDs: they travel as array
+//! parameters, so a transaction costs the same four round trips for one PRID or thousands.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
-use deadpool_postgres::{Client, GenericClient};
+use deadpool_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::types::ToSql;
 
 use super::{
     StorageError,
@@ -20,19 +22,19 @@ pub struct StoredTransaction {
     pub reply_body: Vec<u8>,
 }
 
-/// Everything one request writes.
+/// Everything one request writes (owned: it travels to the group-commit task).
 #[derive(Debug)]
-pub struct NewTransaction<'a> {
-    pub transaction_id: &'a str,
-    pub app_id: &'a str,
-    pub body_sha256: &'a str,
+pub struct NewTransaction {
+    pub transaction_id: String,
+    pub app_id: String,
+    pub body_sha256: String,
     pub received_at: NaiveDateTime,
     pub request_time: NaiveDateTime,
     /// Surviving PRIDs (unique).
-    pub prids: &'a [String],
-    pub reply_body: &'a [u8],
-    pub lang_code: &'a str,
-    pub created_by: &'a str,
+    pub prids: Vec<String>,
+    pub reply_body: Vec<u8>,
+    pub lang_code: String,
+    pub created_by: String,
 }
 
 #[derive(Debug, PartialEq)]
@@ -75,96 +77,159 @@ pub async fn known_applications(
     Ok(rows.into_iter().map(|row| row.get(0)).collect())
 }
 
-/// Stores a request in one database transaction. The four statements are sent together
-/// (pipelined on the connection; the server runs them in order). The transaction row goes
-/// first: when a concurrent delivery of the same ID holds it, this insert waits for that one to
-/// commit and then inserts nothing, and the transaction is rolled back, so a race becomes a
-/// duplicate, never a unique violation.
-pub async fn store(
+/// Stores `news` in one database transaction and answers each, in order, once it is committed.
+///
+/// Transaction rows go first, in ID order: when a concurrent delivery of the same ID holds its
+/// row, the insert waits for that one to commit and then inserts nothing, so a race becomes a
+/// duplicate, never a unique violation; sorted, two writers lock rows in the same order and
+/// cannot deadlock. A transaction ID already recorded, or repeated within `news`, writes
+/// nothing and is answered with the recorded transaction.
+pub async fn store_all(
     client: &mut Client,
-    new: &NewTransaction<'_>,
-) -> Result<StoreOutcome, StorageError> {
+    news: &[&NewTransaction],
+) -> Result<Vec<StoreOutcome>, StorageError> {
     let tx = client.transaction().await?;
-    let (insert_transaction, insert_interface, insert_processed) = tokio::try_join!(
-        tx.prepare_cached(
+    let mut seen = HashSet::with_capacity(news.len());
+    let mut firsts: Vec<&NewTransaction> = news
+        .iter()
+        .copied()
+        .filter(|new| seen.insert(new.transaction_id.as_str()))
+        .collect();
+    firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    let inserted = insert_transactions(&tx, &firsts).await?;
+    let stored: Vec<&NewTransaction> = firsts
+        .into_iter()
+        .filter(|new| inserted.contains(new.transaction_id.as_str()))
+        .collect();
+    let newly_processed = insert_rows(&tx, &stored).await?;
+    tx.commit().await?;
+    let mut outcomes = Vec::with_capacity(news.len());
+    let mut answered = HashSet::with_capacity(news.len());
+    for new in news {
+        let id = new.transaction_id.as_str();
+        if inserted.contains(id) && answered.insert(id) {
+            let newly_processed = newly_processed.get(id).copied().unwrap_or(0);
+            outcomes.push(StoreOutcome::Stored { newly_processed });
+            continue;
+        }
+        match find(&*client, id).await? {
+            Some(existing) => outcomes.push(StoreOutcome::AlreadyRecorded(existing)),
+            // The other delivery's row vanished in between (retention purge): let the retry
+            // policy try again from the top.
+            None => {
+                return Err(StorageError::Raced(
+                    "transaction record changed concurrently",
+                ));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Inserts the transaction rows; returns the IDs actually inserted (not recorded before).
+async fn insert_transactions(
+    tx: &Transaction<'_>,
+    news: &[&NewTransaction],
+) -> Result<HashSet<String>, StorageError> {
+    let statement = tx
+        .prepare_cached(
             "INSERT INTO prereg.sync_transaction \
              (transaction_id, app_id, body_sha256, received_at, request_time, stored_count, reply_body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (transaction_id) DO NOTHING",
-        ),
+             SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamp[], \
+             $5::timestamp[], $6::int[], $7::bytea[]) \
+             ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
+        )
+        .await?;
+    let ids: Vec<&str> = news.iter().map(|n| n.transaction_id.as_str()).collect();
+    let apps: Vec<&str> = news.iter().map(|n| n.app_id.as_str()).collect();
+    let hashes: Vec<&str> = news.iter().map(|n| n.body_sha256.as_str()).collect();
+    let received: Vec<NaiveDateTime> = news.iter().map(|n| n.received_at).collect();
+    let requested: Vec<NaiveDateTime> = news.iter().map(|n| n.request_time).collect();
+    let counts: Vec<i32> = news
+        .iter()
+        .map(|n| i32::try_from(n.prids.len()).unwrap_or(i32::MAX))
+        .collect();
+    let replies: Vec<&[u8]> = news.iter().map(|n| n.reply_body.as_slice()).collect();
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &ids, &apps, &hashes, &received, &requested, &counts, &replies,
+    ];
+    let rows = tx.query(&statement, &params).await?;
+    Ok(rows.into_iter().map(|row| row.get(0)).collect())
+}
+
+/// Inserts the PRID rows and the audit rows of the stored transactions, pipelined; returns per
+/// transaction ID how many of its PRIDs were new in `processed_prereg_list`.
+async fn insert_rows(
+    tx: &Transaction<'_>,
+    stored: &[&NewTransaction],
+) -> Result<HashMap<String, u64>, StorageError> {
+    let Some(first) = stored.first() else {
+        return Ok(HashMap::new());
+    };
+    // One row per PRID, sorted so concurrent writers take row locks in the same order. A PRID
+    // in several of these requests: the earliest request time comes first and is kept
+    // (`first_received_dtimes` is when the PRID was first reported).
+    let mut rows: Vec<(&str, &NewTransaction)> = stored
+        .iter()
+        .flat_map(|new| new.prids.iter().map(move |prid| (prid.as_str(), *new)))
+        .collect();
+    rows.sort_unstable_by(|a, b| {
+        (a.0, a.1.request_time, &a.1.transaction_id).cmp(&(
+            b.0,
+            b.1.request_time,
+            &b.1.transaction_id,
+        ))
+    });
+    let prids: Vec<&str> = rows.iter().map(|(prid, _)| *prid).collect();
+    let request_times: Vec<NaiveDateTime> = rows.iter().map(|(_, new)| new.request_time).collect();
+    let received: Vec<NaiveDateTime> = rows.iter().map(|(_, new)| new.received_at).collect();
+    let owners: Vec<&str> = rows
+        .iter()
+        .map(|(_, new)| new.transaction_id.as_str())
+        .collect();
+    // Every request of a worker carries the same configured values.
+    let (lang, by) = (first.lang_code.as_str(), first.created_by.as_str());
+    let (interface, processed) = tokio::try_join!(
         tx.prepare_cached(
             "INSERT INTO prereg.intf_processed_prereg_list (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) \
-             SELECT id, $2, $3, $4, $5 FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING",
+             SELECT id, rt, $3, $4, ca FROM unnest($1::varchar[], $2::timestamp[], $5::timestamp[]) AS t(id, rt, ca) \
+             ON CONFLICT DO NOTHING",
         ),
         tx.prepare_cached(
             "INSERT INTO prereg.processed_prereg_list \
              (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) \
-             SELECT id, $2, 'Consumed', 'Processed by registration processor', $3, $4, $5, $6 \
-             FROM unnest($1::varchar[]) AS id ON CONFLICT (prereg_id) DO NOTHING",
+             SELECT id, rt, 'Consumed', 'Processed by registration processor', trn, $4, $5, ca \
+             FROM unnest($1::varchar[], $2::timestamp[], $3::varchar[], $6::timestamp[]) AS t(id, rt, trn, ca) \
+             ON CONFLICT (prereg_id) DO NOTHING RETURNING prereg_trn_id",
         ),
     )?;
-    let stored_count = i32::try_from(new.prids.len()).unwrap_or(i32::MAX);
-    // Sorted, so concurrent requests sharing PRIDs take row locks in the same order and
-    // cannot deadlock each other.
-    let mut prids: Vec<&str> = new.prids.iter().map(String::as_str).collect();
-    prids.sort_unstable();
-    let record = AuditRecord {
-        at: new.received_at,
-        app_id: new.app_id,
-        transaction_id: Some(new.transaction_id),
-        event: AuditEvent::Stored,
-        error_code: None,
+    let records: Vec<AuditRecord> = stored
+        .iter()
+        .map(|new| AuditRecord {
+            at: new.received_at,
+            app_id: &new.app_id,
+            transaction_id: Some(&new.transaction_id),
+            event: AuditEvent::Stored,
+            error_code: None,
+        })
+        .collect();
+    let interface_rows = async {
+        let params: [&(dyn ToSql + Sync); 5] = [&prids, &request_times, &lang, &by, &received];
+        Ok::<_, StorageError>(tx.execute(&interface, &params).await?)
     };
-    let insert_transaction = async {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-            &new.transaction_id,
-            &new.app_id,
-            &new.body_sha256,
-            &new.received_at,
-            &new.request_time,
-            &stored_count,
-            &new.reply_body,
-        ];
-        Ok::<_, StorageError>(tx.execute(&insert_transaction, &params).await?)
+    let processed_rows = async {
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&prids, &request_times, &owners, &lang, &by, &received];
+        Ok(tx.query(&processed, &params).await?)
     };
-    let insert_interface = async {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &prids,
-            &new.request_time,
-            &new.lang_code,
-            &new.created_by,
-            &new.received_at,
-        ];
-        Ok(tx.execute(&insert_interface, &params).await?)
-    };
-    let insert_processed = async {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-            &prids,
-            &new.request_time,
-            &new.transaction_id,
-            &new.lang_code,
-            &new.created_by,
-            &new.received_at,
-        ];
-        Ok(tx.execute(&insert_processed, &params).await?)
-    };
-    let (inserted, _, newly_processed, ()) = tokio::try_join!(
-        insert_transaction,
-        insert_interface,
-        insert_processed,
-        audit::write(&tx, &record),
+    let (_, new_rows, ()) = tokio::try_join!(
+        interface_rows,
+        processed_rows,
+        audit::write_all(tx, &records)
     )?;
-    if inserted == 0 {
-        // Another delivery recorded this transaction first: undo this one's rows.
-        tx.rollback().await?;
-        return match find(&*client, new.transaction_id).await? {
-            Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing)),
-            // The other delivery's row vanished between the two statements (retention purge):
-            // let the retry policy try again from the top.
-            None => Err(StorageError::Raced(
-                "transaction record changed concurrently",
-            )),
-        };
+    let mut newly: HashMap<String, u64> = HashMap::new();
+    for row in new_rows {
+        *newly.entry(row.get::<_, String>(0)).or_default() += 1;
     }
-    tx.commit().await?;
-    Ok(StoreOutcome::Stored { newly_processed })
+    Ok(newly)
 }

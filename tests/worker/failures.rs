@@ -552,3 +552,78 @@ async fn a_worker_started_before_its_services_waits_for_them() {
     assert_eq!(error_code(&reply), "");
     env.stop_app().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_fails_only_its_own_request() {
+    let mut env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(40);
+    env.seed_applications(&ids).await;
+    // A row the database refuses (integrity, SQLSTATE 23514) for one PRID only.
+    env.db()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION prereg.refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.prereg_id = '{}' THEN \
+             RAISE EXCEPTION 'refused by test' USING ERRCODE = 'check_violation'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_one BEFORE INSERT ON prereg.processed_prereg_list \
+             FOR EACH ROW EXECUTE FUNCTION prereg.refuse_one()",
+            ids[17]
+        ))
+        .await
+        .unwrap();
+    let settings = env.settings();
+    let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
+    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
+        .await
+        .unwrap();
+    let broker = env.broker().await;
+    let replies = broker.reply_queue("rp.replies").await;
+    // Pre-published, so the worker starts with a full prefetch window and stores the requests
+    // in shared transactions: the refused row must fail its own request, not its neighbours.
+    for (i, id) in ids.iter().enumerate() {
+        broker
+            .publish_pipelined(
+                &request_body(std::slice::from_ref(id)),
+                properties(&format!("tx-{i}"), Some(&replies)),
+            )
+            .await;
+    }
+    broker.confirm_all().await;
+    env.spawn_app().await;
+
+    let got = broker.get_n(&replies, 40, Duration::from_secs(30)).await;
+    let failed: Vec<_> = got.iter().filter(|r| !error_code(r).is_empty()).collect();
+    assert_eq!(failed.len(), 1, "one error reply");
+    assert_eq!(
+        header_str(failed[0], "x-transaction-id").as_deref(),
+        Some("tx-17")
+    );
+    assert_eq!(error_code(failed[0]), "PRG_DATA_SYNC_012");
+    assert_eq!(got.len(), 40, "every request answered");
+    let dead = broker
+        .get(DLQ, Duration::from_secs(10))
+        .await
+        .expect("a dead-letter copy");
+    assert_eq!(
+        header_str(&dead, "x-transaction-id").as_deref(),
+        Some("tx-17")
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_transaction")
+            .await,
+        39
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
+            .await,
+        39
+    );
+    assert_eq!(
+        env.metric("prereg_sync_messages_total{outcome=\"stored\"}")
+            .await,
+        39.0
+    );
+    env.stop_app().await;
+}
