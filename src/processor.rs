@@ -11,8 +11,8 @@ use crate::{
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
-        group_commit::GroupCommit,
-        transactions::{self, NewTransaction, StoreOutcome, StoredTransaction},
+        batching::Batcher,
+        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, StoredTransaction, Stores},
     },
     telemetry::Metrics,
 };
@@ -83,7 +83,8 @@ pub struct Decision {
 
 pub struct Processor {
     pool: Pool,
-    group_commit: GroupCommit,
+    lookups: Batcher<Lookups>,
+    stores: Batcher<Stores>,
     validator: RequestValidator,
     require_known_application: bool,
     storage: StorageSettings,
@@ -98,7 +99,8 @@ impl Processor {
         metrics: Metrics,
     ) -> Processor {
         Processor {
-            group_commit: GroupCommit::start(pool.clone()),
+            lookups: Batcher::start(Lookups(pool.clone())),
+            stores: Batcher::start(Stores(pool.clone())),
             pool,
             validator: RequestValidator::new(validation),
             require_known_application: validation.require_known_application,
@@ -115,12 +117,11 @@ impl Processor {
         identity: &Identity,
     ) -> Result<Decision, StorageError> {
         let now = Utc::now();
-        let client = self.pool.get().await?;
         let transaction_id = identity.transaction_id.as_str();
         // Validation is pure, so it runs first and the two reads it allows (the transaction
-        // lookup and the known-application check) go to the server together, pipelined on one
-        // connection. The contract's order still decides: a recorded transaction (rule 1)
-        // wins over any validation error (rule 2).
+        // lookup and the known-application check) go to the server together, batched with
+        // those of the other deliveries in flight. The contract's order still decides: a
+        // recorded transaction (rule 1) wins over any validation error (rule 2).
         let validated = self.validator.validate(
             incoming.content_type,
             identity.message_id_ok,
@@ -138,29 +139,19 @@ impl Processor {
                     .collect()
             })
             .unwrap_or_default();
-        let lookup = async {
-            match identity.message_id_ok {
-                true => transactions::find(&client, transaction_id).await,
-                false => Ok(None),
-            }
+        let lookup = Lookup {
+            transaction_id: identity.message_id_ok.then(|| transaction_id.to_owned()),
+            prids: (self.require_known_application && !well_formed.is_empty())
+                .then(|| well_formed.clone()),
         };
-        let known_check = async {
-            match self.require_known_application && !well_formed.is_empty() {
-                true => transactions::known_applications(&client, &well_formed)
-                    .await
-                    .map(Some),
-                false => Ok(None),
-            }
-        };
-        let (existing, known) = tokio::try_join!(lookup, known_check)?;
-        if let Some(existing) = existing {
-            return self
-                .settle_existing(&client, incoming, identity, existing)
-                .await;
+        let looked_up = self.lookups.submit(lookup).await?;
+        if let Some(existing) = looked_up.existing {
+            return self.settle_existing(incoming, identity, existing).await;
         }
+        let known = looked_up.known;
         let envelope = match validated {
             Ok(envelope) => envelope,
-            Err(code) => return self.reject(&client, incoming, identity, code).await,
+            Err(code) => return self.reject(incoming, identity, code).await,
         };
         // One pass in request order: rejected PRIDs are listed as they were sent.
         let total = envelope.prids.len();
@@ -171,12 +162,7 @@ impl Processor {
             });
         if stored.is_empty() {
             return self
-                .reject(
-                    &client,
-                    incoming,
-                    identity,
-                    ErrorCode::InvalidPreRegistrationIds,
-                )
+                .reject(incoming, identity, ErrorCode::InvalidPreRegistrationIds)
                 .await;
         }
         let malformed = total - well_formed.len();
@@ -194,9 +180,7 @@ impl Processor {
             lang_code: self.storage.lang_code.clone(),
             created_by: self.storage.created_by.clone(),
         };
-        // The pooled connection goes back before waiting for the shared commit, which needs one.
-        drop(client);
-        match self.group_commit.store(new).await? {
+        match self.stores.submit(new).await? {
             StoreOutcome::Stored { newly_processed } => {
                 let already = stored_count - newly_processed;
                 self.metrics
@@ -207,9 +191,7 @@ impl Processor {
                 })
             }
             StoreOutcome::AlreadyRecorded(existing) => {
-                let client = self.pool.get().await?;
-                self.settle_existing(&client, incoming, identity, existing)
-                    .await
+                self.settle_existing(incoming, identity, existing).await
             }
         }
     }
@@ -218,24 +200,17 @@ impl Processor {
     /// body under the same ID is a conflict.
     async fn settle_existing(
         &self,
-        client: &impl deadpool_postgres::GenericClient,
         incoming: &Incoming<'_>,
         identity: &Identity,
         existing: StoredTransaction,
     ) -> Result<Decision, StorageError> {
         if existing.body_sha256 != identity.body_sha256 {
             return self
-                .reject(client, incoming, identity, ErrorCode::TransactionConflict)
+                .reject(incoming, identity, ErrorCode::TransactionConflict)
                 .await;
         }
-        self.audit(
-            client,
-            incoming.app_id,
-            identity,
-            AuditEvent::Duplicate,
-            None,
-        )
-        .await?;
+        self.record(incoming.app_id, identity, AuditEvent::Duplicate, None)
+            .await?;
         let reply = Reply {
             kind: ReplyKind::Ack,
             body: existing.reply_body,
@@ -248,45 +223,21 @@ impl Processor {
 
     async fn reject(
         &self,
-        client: &impl deadpool_postgres::GenericClient,
         incoming: &Incoming<'_>,
         identity: &Identity,
         code: ErrorCode,
     ) -> Result<Decision, StorageError> {
-        self.audit(
-            client,
-            incoming.app_id,
-            identity,
-            AuditEvent::Rejected,
-            Some(code),
-        )
-        .await?;
+        self.record(incoming.app_id, identity, AuditEvent::Rejected, Some(code))
+            .await?;
         Ok(Decision {
             reply: Reply::error(code, Utc::now()),
             verdict: Verdict::Rejected(code),
         })
     }
 
-    async fn audit(
-        &self,
-        client: &impl deadpool_postgres::GenericClient,
-        app_id: &str,
-        identity: &Identity,
-        event: AuditEvent,
-        code: Option<ErrorCode>,
-    ) -> Result<(), StorageError> {
-        let record = AuditRecord {
-            at: Utc::now().naive_utc(),
-            app_id,
-            transaction_id: Some(identity.transaction_id.as_str()),
-            event,
-            error_code: code.map(ErrorCode::code),
-        };
-        audit::write(client, &record).await
-    }
-
-    /// An audit row for an outcome decided outside [`Processor::process`] (dead-lettering,
-    /// an unroutable reply).
+    /// An audit row for this request, on a pooled connection of its own (outside any store
+    /// transaction): rejections, duplicates, and outcomes decided outside
+    /// [`Processor::process`] (dead-lettering, an unroutable reply).
     pub async fn record(
         &self,
         app_id: &str,
@@ -295,7 +246,14 @@ impl Processor {
         code: Option<ErrorCode>,
     ) -> Result<(), StorageError> {
         let client = self.pool.get().await?;
-        self.audit(&client, app_id, identity, event, code).await
+        let record = AuditRecord {
+            at: Utc::now().naive_utc(),
+            app_id,
+            transaction_id: Some(identity.transaction_id.as_str()),
+            event,
+            error_code: code.map(ErrorCode::code),
+        };
+        audit::write(&client, &record).await
     }
 
     pub fn pool(&self) -> &Pool {

@@ -5,7 +5,7 @@
 //! shows the SQLSTATE and a fixed description only.
 
 pub mod audit;
-pub mod group_commit;
+pub mod batching;
 pub mod migrate;
 pub mod suspects;
 pub mod transactions;
@@ -207,11 +207,14 @@ impl Database {
         }
     }
 
-    /// The pool. Connections are verified on recycling (a round trip), so one broken by a
-    /// database restart is replaced rather than handed to a message.
+    /// The pool. Recycling checks only that the connection is not closed, without a round trip
+    /// (one per checkout would cost the hot path a backend wake-up per request); a connection
+    /// broken in a way not yet noticed fails its first statement with no SQLSTATE, which is
+    /// handled as an outage: the delivery is held, the probe waits for the database, and the
+    /// delivery is processed again from the top.
     pub fn pool(&self) -> anyhow::Result<Pool> {
         let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
+            recycling_method: RecyclingMethod::Fast,
         };
         let manager = match &self.tls {
             Some(tls) => Manager::from_config(self.config.clone(), tls.clone(), manager_config),

@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
-use deadpool_postgres::{Client, GenericClient, Transaction};
-use tokio_postgres::types::ToSql;
+use deadpool_postgres::{Client, GenericClient, Pool, Transaction};
+use tokio_postgres::types::{ToSql, Type};
 
 use super::{
     StorageError,
     audit::{self, AuditEvent, AuditRecord},
+    batching::BatchHandler,
 };
 
 /// A transaction recorded earlier: enough to tell a duplicate from a conflict and to re-send
@@ -46,35 +47,126 @@ pub enum StoreOutcome {
     AlreadyRecorded(StoredTransaction),
 }
 
-pub async fn find(
-    client: &impl GenericClient,
-    transaction_id: &str,
-) -> Result<Option<StoredTransaction>, StorageError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT body_sha256, reply_body FROM prereg.sync_transaction WHERE transaction_id = $1",
+// The two reads below are planned at every execution (`query_typed`: the unnamed statement,
+// parse, bind and execute in one round trip), never from a cached generic plan. A plan cached
+// on a connection that first ran while the table was empty is a sequential scan, kept until
+// the next ANALYZE: a worker started on a fresh database scanned the whole transaction table
+// for every lookup (seen in the benchmark). Planning a primary-key lookup costs less than one
+// such scan, once per batch.
+
+/// The recorded transactions among `ids`, by ID.
+async fn find_all(
+    client: &tokio_postgres::Client,
+    ids: &[&str],
+) -> Result<HashMap<String, StoredTransaction>, StorageError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query_typed(
+            "SELECT transaction_id, body_sha256, reply_body FROM prereg.sync_transaction \
+             WHERE transaction_id = ANY($1)",
+            &[(&ids, Type::VARCHAR_ARRAY)],
         )
         .await?;
-    let row = client.query_opt(&statement, &[&transaction_id]).await?;
-    Ok(row.map(|row| StoredTransaction {
-        body_sha256: row.get(0),
-        reply_body: row.get(1),
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let recorded = StoredTransaction {
+                body_sha256: row.get(1),
+                reply_body: row.get(2),
+            };
+            (row.get(0), recorded)
+        })
+        .collect())
 }
 
 /// The subset of `prids` that has an application, live or already consumed.
-pub async fn known_applications(
-    client: &impl GenericClient,
-    prids: &[String],
+async fn known_applications(
+    client: &tokio_postgres::Client,
+    prids: &[&str],
 ) -> Result<HashSet<String>, StorageError> {
-    let statement = client
-        .prepare_cached(
+    if prids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = client
+        .query_typed(
             "SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1) \
              UNION SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)",
+            &[(&prids, Type::VARCHAR_ARRAY)],
         )
         .await?;
-    let rows = client.query(&statement, &[&prids]).await?;
     Ok(rows.into_iter().map(|row| row.get(0)).collect())
+}
+
+/// The reads that decide a request before anything is written (contract rules 1 and 3).
+#[derive(Debug)]
+pub struct Lookup {
+    /// Only when the `message_id` is a valid transaction ID (otherwise nothing is recorded
+    /// under it to find).
+    pub transaction_id: Option<String>,
+    /// Well-formed PRIDs to check against the applications, when that check is on.
+    pub prids: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct LookedUp {
+    pub existing: Option<StoredTransaction>,
+    /// Which of the lookup's PRIDs have an application (`None`: not checked).
+    pub known: Option<HashSet<String>>,
+}
+
+/// Batch handler for lookups: all waiting requests' transaction lookups in one query and their
+/// known-application checks in another, both pipelined on one connection.
+pub struct Lookups(pub Pool);
+
+impl BatchHandler for Lookups {
+    type Input = Lookup;
+    type Output = LookedUp;
+
+    async fn handle(&self, lookups: &[Lookup]) -> Result<Vec<LookedUp>, StorageError> {
+        let client = self.0.get().await?;
+        let ids: Vec<&str> = lookups
+            .iter()
+            .filter_map(|lookup| lookup.transaction_id.as_deref())
+            .collect();
+        let prids: Vec<&str> = lookups
+            .iter()
+            .flat_map(|lookup| lookup.prids.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        let (recorded, known) =
+            tokio::try_join!(find_all(&client, &ids), known_applications(&client, &prids))?;
+        Ok(lookups
+            .iter()
+            .map(|lookup| LookedUp {
+                existing: lookup
+                    .transaction_id
+                    .as_ref()
+                    .and_then(|id| recorded.get(id).cloned()),
+                known: lookup.prids.as_ref().map(|prids| {
+                    prids
+                        .iter()
+                        .filter(|prid| known.contains(*prid))
+                        .cloned()
+                        .collect()
+                }),
+            })
+            .collect())
+    }
+}
+
+/// Batch handler for stores: group commit, all waiting requests in one transaction.
+pub struct Stores(pub Pool);
+
+impl BatchHandler for Stores {
+    type Input = NewTransaction;
+    type Output = StoreOutcome;
+
+    async fn handle(&self, news: &[NewTransaction]) -> Result<Vec<StoreOutcome>, StorageError> {
+        let mut client = self.0.get().await?;
+        store_all(&mut client, news).await
+    }
 }
 
 /// Stores `news` in one database transaction and answers each, in order, once it is committed.
@@ -84,15 +176,14 @@ pub async fn known_applications(
 /// duplicate, never a unique violation; sorted, two writers lock rows in the same order and
 /// cannot deadlock. A transaction ID already recorded, or repeated within `news`, writes
 /// nothing and is answered with the recorded transaction.
-pub async fn store_all(
+async fn store_all(
     client: &mut Client,
-    news: &[&NewTransaction],
+    news: &[NewTransaction],
 ) -> Result<Vec<StoreOutcome>, StorageError> {
     let tx = client.transaction().await?;
     let mut seen = HashSet::with_capacity(news.len());
     let mut firsts: Vec<&NewTransaction> = news
         .iter()
-        .copied()
         .filter(|new| seen.insert(new.transaction_id.as_str()))
         .collect();
     firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
@@ -103,27 +194,40 @@ pub async fn store_all(
         .collect();
     let newly_processed = insert_rows(&tx, &stored).await?;
     tx.commit().await?;
-    let mut outcomes = Vec::with_capacity(news.len());
+    // Requests that wrote nothing: answered with the row that was there first.
     let mut answered = HashSet::with_capacity(news.len());
-    for new in news {
-        let id = new.transaction_id.as_str();
-        if inserted.contains(id) && answered.insert(id) {
-            let newly_processed = newly_processed.get(id).copied().unwrap_or(0);
-            outcomes.push(StoreOutcome::Stored { newly_processed });
-            continue;
-        }
-        match find(&*client, id).await? {
-            Some(existing) => outcomes.push(StoreOutcome::AlreadyRecorded(existing)),
-            // The other delivery's row vanished in between (retention purge): let the retry
-            // policy try again from the top.
-            None => {
-                return Err(StorageError::Raced(
-                    "transaction record changed concurrently",
-                ));
+    let first_answers: Vec<bool> = news
+        .iter()
+        .map(|new| {
+            let id = new.transaction_id.as_str();
+            inserted.contains(id) && answered.insert(id)
+        })
+        .collect();
+    let duplicate_ids: Vec<&str> = news
+        .iter()
+        .zip(&first_answers)
+        .filter(|(_, first)| !**first)
+        .map(|(new, _)| new.transaction_id.as_str())
+        .collect();
+    let recorded = find_all(&*client, &duplicate_ids).await?;
+    news.iter()
+        .zip(first_answers)
+        .map(|(new, first)| {
+            let id = new.transaction_id.as_str();
+            if first {
+                let newly_processed = newly_processed.get(id).copied().unwrap_or(0);
+                return Ok(StoreOutcome::Stored { newly_processed });
             }
-        }
-    }
-    Ok(outcomes)
+            match recorded.get(id) {
+                Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing.clone())),
+                // The other delivery's row vanished in between (retention purge): let the
+                // retry policy try again from the top.
+                None => Err(StorageError::Raced(
+                    "transaction record changed concurrently",
+                )),
+            }
+        })
+        .collect()
 }
 
 /// Inserts the transaction rows; returns the IDs actually inserted (not recorded before).

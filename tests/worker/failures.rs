@@ -256,7 +256,12 @@ async fn a_database_outage_holds_messages_and_loses_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_broker_connections_are_survived() {
-    let mut env = TestEnv::new();
+    // A small window keeps the stream long enough (with batching the default window answers
+    // 2,000 requests in about a second) for three closes to land mid-stream.
+    let mut env = TestEnv::with_vars(&[
+        ("PREREG_SYNC__AMQP__PREFETCH", "4"),
+        ("PREREG_SYNC__WORKER__CONCURRENCY", "2"),
+    ]);
     env.migrate().await;
     let ids = prids(2000);
     env.seed_applications(&ids).await;
@@ -276,7 +281,11 @@ async fn closed_broker_connections_are_survived() {
         let sql = "SELECT count(*) FROM prereg.sync_transaction";
         env.wait_for_count(sql, threshold, Duration::from_secs(120))
             .await;
-        rabbitmqctl(&["close_all_connections", "--vhost", &env.vhost, "test fault"]);
+        // Consuming again after the previous close, so this one cuts a live session.
+        env.wait_ready(Duration::from_secs(30)).await;
+        let closed = rabbitmqctl(&["close_all_connections", "--vhost", &env.vhost, "test fault"]);
+        assert!(!closed.contains("Closed 0 connections"), "{closed}");
+        assert!(env.count(sql).await < 2000, "the close landed mid-stream");
     }
     broker = env.broker().await;
     let sql = "SELECT count(*) FROM prereg.sync_transaction";

@@ -1,0 +1,107 @@
+//! Batching: the database work of concurrent deliveries shares round trips and commits.
+//!
+//! Why: with one PRID per request the cost is not the rows but the per-request overhead: a
+//! round trip (and a backend wake-up) per statement, a `COMMIT` with its WAL flush per request.
+//! A [`Batcher`] is one task that takes every request waiting at that moment (up to
+//! [`MAX_BATCH`]) and hands them to its [`BatchHandler`] together: the lookups of many
+//! deliveries become one pipelined pair of queries, their stores one transaction (group
+//! commit). Each delivery awaits its own answer, given only after the batch is done, so a
+//! store is never acknowledged before its commit.
+//!
+//! If a batch fails for the data of one request (a constraint, a deadlock), its requests are
+//! handled again one by one, so one request's bad data never fails its neighbours. If it fails
+//! because the database is unreachable, every request gets that failure at once: going one by
+//! one would only wait out the same outage once per request.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StorageError;
+use crate::retry::FailureClass;
+
+/// Requests handled together at most (bounded by the deliveries in flight anyway).
+pub const MAX_BATCH: usize = 256;
+
+/// What a batch does: one answer per input, in order, or one error for the whole batch.
+pub trait BatchHandler: Send + 'static {
+    type Input: Send + Sync + 'static;
+    type Output: Send + 'static;
+
+    fn handle(
+        &self,
+        inputs: &[Self::Input],
+    ) -> impl Future<Output = Result<Vec<Self::Output>, StorageError>> + Send;
+}
+
+type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
+
+struct Job<H: BatchHandler> {
+    input: H::Input,
+    respond: oneshot::Sender<Answer<H>>,
+}
+
+/// The handle deliveries use.
+pub struct Batcher<H: BatchHandler> {
+    jobs: mpsc::Sender<Job<H>>,
+}
+
+impl<H: BatchHandler> Batcher<H> {
+    /// Starts the batching task; it ends when the handle is dropped.
+    pub fn start(handler: H) -> Batcher<H> {
+        let (jobs, receiver) = mpsc::channel(MAX_BATCH);
+        tokio::spawn(run(handler, receiver));
+        Batcher { jobs }
+    }
+
+    /// Queues `input` for the next batch and returns its answer once that batch is done.
+    pub async fn submit(&self, input: H::Input) -> Answer<H> {
+        let (respond, answer) = oneshot::channel();
+        let gone = || StorageError::Unavailable("the batching task stopped".into());
+        self.jobs
+            .send(Job { input, respond })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Job<H>>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (inputs, responders): (Vec<H::Input>, Vec<_>) = jobs
+            .drain(..)
+            .map(|job: Job<H>| (job.input, job.respond))
+            .unzip();
+        let answers: Vec<Answer<H>> = match handler.handle(&inputs).await {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            Err(err) if inputs.len() == 1 || err.class() == FailureClass::InfrastructureDown => {
+                // The first request gets the error itself, the others its description (a
+                // database error cannot be cloned); both classify as an outage.
+                let description = err.to_string();
+                std::iter::once(Err(err))
+                    .chain(
+                        (1..inputs.len())
+                            .map(|_| Err(StorageError::Unavailable(description.clone()))),
+                    )
+                    .collect()
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, size = inputs.len(), "batch failed; handling its requests one by one");
+                let mut answers = Vec::with_capacity(inputs.len());
+                for input in inputs.chunks(1) {
+                    answers.push(handler.handle(input).await.and_then(|mut outputs| {
+                        outputs
+                            .pop()
+                            .ok_or(StorageError::Raced("a batch of one returned no answer"))
+                    }));
+                }
+                answers
+            }
+        };
+        // A delivery that stopped waiting (its session was lost) is simply gone.
+        for (respond, answer) in responders.into_iter().zip(answers) {
+            let _ = respond.send(answer);
+        }
+    }
+}
