@@ -202,15 +202,7 @@ async fn a_database_outage_holds_messages_and_loses_none() {
     let replies = broker.reply_queue("rp.replies").await;
 
     pg.cut();
-    for (i, pair) in ids.chunks(2).enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(pair),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    broker.publish_stream(&ids, 2, &replies).await;
     let down_since = Instant::now();
     let mut saw_not_ready = false;
     while down_since.elapsed() < outage() {
@@ -268,15 +260,7 @@ async fn closed_broker_connections_are_survived() {
     env.spawn_app().await;
     let mut broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    for (i, id) in ids.iter().enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(std::slice::from_ref(id)),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    broker.publish_stream(&ids, 1, &replies).await;
     for threshold in [300, 800, 1300] {
         let sql = "SELECT count(*) FROM prereg.sync_transaction";
         env.wait_for_count(sql, threshold, Duration::from_secs(120))
@@ -347,11 +331,7 @@ async fn a_crash_looping_message_is_dead_lettered_by_the_delivery_limit() {
     env.migrate().await;
     let ids = prids(10);
     env.seed_applications(&ids).await;
-    let settings = env.settings();
-    let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
-    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
-        .await
-        .unwrap();
+    env.declare_topology().await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     // The poison first: in arrival order it would be retried ahead of its neighbours every
@@ -458,11 +438,7 @@ async fn competing_workers_store_each_transaction_once() {
     env.migrate().await;
     let ids = prids(600);
     env.seed_applications(&ids).await;
-    let settings = env.settings();
-    let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
-    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
-        .await
-        .unwrap();
+    env.declare_topology().await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     let logs: Vec<_> = (0..3)
@@ -582,24 +558,12 @@ async fn a_permanent_error_fails_only_its_own_request() {
         ))
         .await
         .unwrap();
-    let settings = env.settings();
-    let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
-    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
-        .await
-        .unwrap();
+    env.declare_topology().await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     // Pre-published, so the worker starts with a full prefetch window and stores the requests
     // in shared transactions: the refused row must fail its own request, not its neighbours.
-    for (i, id) in ids.iter().enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(std::slice::from_ref(id)),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    broker.publish_stream(&ids, 1, &replies).await;
     env.spawn_app().await;
 
     let got = broker.get_n(&replies, 40, Duration::from_secs(30)).await;

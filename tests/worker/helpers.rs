@@ -256,6 +256,17 @@ impl TestEnv {
         Broker::connect(&self.vhost).await
     }
 
+    /// Declares the worker's topology without a worker, so requests can be published before it
+    /// starts (the same idempotent declaration the worker performs).
+    pub async fn declare_topology(&self) {
+        let settings = self.settings();
+        let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
+        prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
+            .await
+            .unwrap();
+        let _ = connection.close(200, "".into()).await;
+    }
+
     /// Polls `sql` (a count) until it reaches `at_least`; panics after `limit`.
     pub async fn wait_for_count(&self, sql: &str, at_least: i64, limit: Duration) -> i64 {
         let deadline = Instant::now() + limit;
@@ -401,6 +412,19 @@ impl Broker {
 
     pub async fn confirm_all(&self) {
         self.channel.wait_for_confirms().await.unwrap();
+    }
+
+    /// Publishes one request per chunk of `per_request` PRIDs, transaction IDs `tx-0`, `tx-1`…,
+    /// confirms pipelined and all awaited at the end.
+    pub async fn publish_stream(&self, ids: &[String], per_request: usize, reply_to: &str) {
+        for (i, chunk) in ids.chunks(per_request).enumerate() {
+            self.publish_pipelined(
+                &request_body(chunk),
+                properties(&format!("tx-{i}"), Some(reply_to)),
+            )
+            .await;
+        }
+        self.confirm_all().await;
     }
 
     /// Takes one message from `queue`, waiting up to `limit`.

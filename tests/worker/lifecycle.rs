@@ -18,22 +18,8 @@ async fn publish_stream(env: &TestEnv, broker: &Broker) -> Vec<String> {
     env.migrate().await;
     let ids = prids(REQUESTS * PER_REQUEST);
     env.seed_applications(&ids).await;
-    // The topology is the worker's to declare; declare it once here so the stream can be
-    // published before the worker runs (the same idempotent declaration it performs).
-    let settings = env.settings();
-    let connection = prereg_sync::amqp::connect(&settings.amqp).await.unwrap();
-    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
-        .await
-        .unwrap();
-    for (i, chunk) in ids.chunks(PER_REQUEST).enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(chunk),
-                properties(&format!("tx-{i}"), Some("rp.replies")),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    env.declare_topology().await;
+    broker.publish_stream(&ids, PER_REQUEST, "rp.replies").await;
     ids
 }
 
