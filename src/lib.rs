@@ -15,7 +15,8 @@
 //!   error codes, transaction IDs. Pure and unit-tested.
 //! - [`processor`]: the processing rules (duplicate, conflict, validate, known-application
 //!   check, store), independent of AMQP.
-//! - [`storage`]: pool, migrations, the hot-path statements, the audit trail.
+//! - [`storage`]: pool, migrations, the hot-path statements and their batching (group commit),
+//!   the audit trail.
 //! - [`retry`]: failure classes and the retry budget.
 //! - [`health`], [`http`], [`telemetry`]: readiness, `/metrics` `/healthz` `/readyz`, logs and
 //!   metrics.
