@@ -139,10 +139,11 @@ impl Processor {
                     .collect()
             })
             .unwrap_or_default();
+        let well_formed_count = well_formed.len();
         let lookup = Lookup {
             transaction_id: identity.message_id_ok.then(|| transaction_id.to_owned()),
             prids: (self.require_known_application && !well_formed.is_empty())
-                .then(|| well_formed.clone()),
+                .then_some(well_formed),
         };
         let looked_up = self.lookups.submit(lookup).await?;
         if let Some(existing) = looked_up.existing {
@@ -153,20 +154,21 @@ impl Processor {
             Ok(envelope) => envelope,
             Err(code) => return self.reject(incoming, identity, code).await,
         };
-        // One pass in request order: rejected PRIDs are listed as they were sent.
+        // One pass in request order: rejected PRIDs are listed as they were sent. The known
+        // set holds only well-formed PRIDs, so when it was checked it answers both rules.
         let total = envelope.prids.len();
         let (stored, rejected): (Vec<String>, Vec<String>) =
-            envelope.prids.into_iter().partition(|prid| {
-                self.validator.prid_format_ok(prid)
-                    && known.as_ref().is_none_or(|known| known.contains(prid))
+            envelope.prids.into_iter().partition(|prid| match &known {
+                Some(known) => known.contains(prid),
+                None => self.validator.prid_format_ok(prid),
             });
         if stored.is_empty() {
             return self
                 .reject(incoming, identity, ErrorCode::InvalidPreRegistrationIds)
                 .await;
         }
-        let malformed = total - well_formed.len();
-        let unknown = well_formed.len() - stored.len();
+        let malformed = total - well_formed_count;
+        let unknown = well_formed_count - stored.len();
         let reply = Reply::success(transaction_id, &stored, &rejected, now);
         let stored_count = stored.len() as u64;
         let new = NewTransaction {

@@ -14,10 +14,7 @@ use anyhow::Context;
 use lapin::{
     BasicProperties, Channel, Connection,
     message::Delivery,
-    options::{
-        BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions,
-        QueueDeclareOptions,
-    },
+    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
     types::FieldTable,
 };
 
@@ -75,14 +72,11 @@ pub struct DeadLetterQueue {
 impl DeadLetterQueue {
     pub async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
         let connection = amqp::connect(settings).await?;
+        // For `basic.get` and acks only; copies are published through `Publisher`.
         let channel = connection
             .create_channel()
             .await
             .context("opening a channel")?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("enabling confirms")?;
         let publisher = Publisher::open(&connection, settings.publish_timeout)
             .await
             .context("opening the publishing channel")?;

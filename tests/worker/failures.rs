@@ -75,11 +75,7 @@ async fn a_transient_failure_succeeds_through_retries() {
             .await,
         1.0
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        2
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 2);
     assert_eq!(broker.depth(DLQ).await, 0);
     env.stop_app().await;
 }
@@ -156,16 +152,8 @@ async fn a_persistent_transient_failure_is_dead_lettered_after_the_whole_budget(
             .await,
         2.0
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        0
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        0
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 0);
+    assert_eq!(env.rows("sync_transaction").await, 0);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'DEAD_LETTERED'")
             .await,
@@ -187,14 +175,7 @@ fn outage() -> Duration {
 async fn a_database_outage_holds_messages_and_loses_none() {
     let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
     let mut env = TestEnv::new();
-    env.vars.insert(
-        "DATABASE_URL".into(),
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            pg.port(),
-            env.database
-        ),
-    );
+    env.database_via(pg.port());
     env.spawn_app().await;
     let ids = prids(1000);
     env.seed_applications(&ids).await; // direct connection, not through the proxy
@@ -227,16 +208,8 @@ async fn a_database_outage_holds_messages_and_loses_none() {
     );
     env.wait_ready(Duration::from_secs(10)).await;
     env.stop_app().await;
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        500
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        1000
-    );
+    assert_eq!(env.rows("sync_transaction").await, 500);
+    assert_eq!(env.rows("processed_prereg_list").await, 1000);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'STORED'")
             .await,
@@ -291,11 +264,7 @@ async fn closed_broker_connections_are_survived() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.stop_app().await;
 
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        2001
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 2001);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'STORED'")
             .await,
@@ -424,11 +393,7 @@ async fn a_crash_looping_message_is_dead_lettered_by_the_delivery_limit() {
         Some("PRS_DELIVERY_LIMIT")
     );
     assert_eq!(codes.len(), 11, "the innocent neighbours were all answered");
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        10
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 10);
     assert_eq!(broker.depth(REQUEST_QUEUE).await, 0);
 }
 
@@ -476,16 +441,8 @@ async fn competing_workers_store_each_transaction_once() {
         by_tx.values().all(|r| r.len() == 2 && r[0] == r[1]),
         "both copies got the same reply"
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        300
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        600
-    );
+    assert_eq!(env.rows("sync_transaction").await, 300);
+    assert_eq!(env.rows("processed_prereg_list").await, 600);
     assert_eq!(broker.depth(DLQ).await, 0);
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();
@@ -502,14 +459,7 @@ async fn a_worker_started_before_its_services_waits_for_them() {
     let pg = Proxy::start(POSTGRES.parse().unwrap(), false).await;
     let mq = Proxy::start(RABBITMQ.parse().unwrap(), false).await;
     let mut env = TestEnv::new();
-    env.vars.insert(
-        "DATABASE_URL".into(),
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            pg.port(),
-            env.database
-        ),
-    );
+    env.database_via(pg.port());
     env.vars.insert(
         "AMQP_URL".into(),
         format!("amqp://guest:guest@127.0.0.1:{}/{}", mq.port(), env.vhost),
@@ -583,16 +533,8 @@ async fn a_permanent_error_fails_only_its_own_request() {
         header_str(&dead, "x-transaction-id").as_deref(),
         Some("tx-17")
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        39
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        39
-    );
+    assert_eq!(env.rows("sync_transaction").await, 39);
+    assert_eq!(env.rows("processed_prereg_list").await, 39);
     assert_eq!(
         env.metric("prereg_sync_messages_total{outcome=\"stored\"}")
             .await,

@@ -50,6 +50,13 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
     must(Command::new("rabbitmqctl").args(args))
 }
 
+/// `psql` on the local server as the superuser, connected to `database`, quiet.
+pub fn psql(database: &str) -> Command {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-q"]);
+    cmd
+}
+
 /// One test's private vhost and database.
 pub struct TestEnv {
     pub id: String,
@@ -283,6 +290,18 @@ impl TestEnv {
         }
     }
 
+    /// Rows in `prereg.<table>`.
+    pub async fn rows(&self, table: &str) -> i64 {
+        self.count(&format!("SELECT count(*) FROM prereg.{table}"))
+            .await
+    }
+
+    /// Points the worker's database URL at `port` on this machine (a test's TCP proxy).
+    pub fn database_via(&mut self, port: u16) {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{}", self.database);
+        self.vars.insert("DATABASE_URL".into(), url);
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.db().await.query_one(sql, &[]).await.unwrap().get(0)
     }
@@ -312,16 +331,8 @@ impl Drop for TestEnv {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.vhost])
             .output();
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qAtc",
-            ])
+        let _ = psql("postgres")
+            .arg("-c")
             .arg(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.database

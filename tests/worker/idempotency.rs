@@ -30,21 +30,9 @@ async fn duplicates_write_once_and_get_identical_replies() {
         got.iter()
             .all(|r| r.properties.message_id() == got[0].properties.message_id())
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        1
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        3
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.intf_processed_prereg_list")
-            .await,
-        3
-    );
+    assert_eq!(env.rows("sync_transaction").await, 1);
+    assert_eq!(env.rows("processed_prereg_list").await, 3);
+    assert_eq!(env.rows("intf_processed_prereg_list").await, 3);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'DUPLICATE'")
             .await,
@@ -71,16 +59,8 @@ async fn duplicates_write_once_and_get_identical_replies() {
         header_str(&dead, "x-error-code").as_deref(),
         Some("PRS_TRANSACTION_CONFLICT")
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        3
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        1
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 3);
+    assert_eq!(env.rows("sync_transaction").await, 1);
     env.stop_app().await;
 }
 
@@ -116,16 +96,8 @@ async fn concurrent_duplicates_race_to_one_record() {
             "identical success replies for {tx}"
         );
     }
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        10
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        20
-    );
+    assert_eq!(env.rows("sync_transaction").await, 10);
+    assert_eq!(env.rows("processed_prereg_list").await, 20);
     assert_eq!(broker.depth(DLQ).await, 0);
     env.stop_app().await;
 }

@@ -22,20 +22,9 @@ impl Drop for Cleanup {
             .args(["delete_user", &self.user])
             .output();
         let sql = format!("DROP OWNED BY {0}; ", self.role);
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                &self.database,
-                "-qc",
-                &sql,
-            ])
-            .output();
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+        let _ = psql(&self.database).args(["-c", &sql]).output();
+        let _ = psql("postgres")
+            .arg("-c")
             .arg(format!("DROP ROLE IF EXISTS {}", self.role))
             .output();
     }
@@ -63,14 +52,7 @@ async fn the_least_privilege_roles_run_the_worker() {
         READ,
     ]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/roles/least_privilege.sql");
-    must(Command::new("psql").args([
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        &env.database,
-        "-q",
+    must(psql(&env.database).args([
         "-v",
         &format!("worker_role={role}"),
         "-v",
@@ -113,16 +95,8 @@ async fn the_least_privilege_roles_run_the_worker() {
         .expect("a reply");
     assert_eq!(error_code(&reply), "");
     assert_eq!(json(&reply)["response"]["countOfStoredPreRegIds"], "3");
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        3
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.intf_processed_prereg_list")
-            .await,
-        3
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 3);
+    assert_eq!(env.rows("intf_processed_prereg_list").await, 3);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'STORED'")
             .await,

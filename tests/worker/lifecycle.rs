@@ -48,19 +48,10 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 async fn assert_complete(env: &TestEnv, broker: &Broker, ids: &[String]) -> HashMap<String, usize> {
+    assert_eq!(env.rows("sync_transaction").await, REQUESTS as i64);
+    assert_eq!(env.rows("processed_prereg_list").await, ids.len() as i64);
     assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        REQUESTS as i64
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        ids.len() as i64
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.intf_processed_prereg_list")
-            .await,
+        env.rows("intf_processed_prereg_list").await,
         ids.len() as i64
     );
     assert_eq!(

@@ -190,14 +190,7 @@ async fn metrics_count_exactly_what_happened() {
 async fn readiness_follows_the_database_and_liveness_stays() {
     let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
     let mut env = TestEnv::new();
-    env.vars.insert(
-        "DATABASE_URL".into(),
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            pg.port(),
-            env.database
-        ),
-    );
+    env.database_via(pg.port());
     env.spawn_app().await;
     let addr = env.http.unwrap();
     let status = |path: &'static str| async move {
@@ -341,11 +334,7 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(broker.depth(DLQ).await, 4);
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.sync_transaction")
-            .await,
-        3
-    );
+    assert_eq!(env.rows("sync_transaction").await, 3);
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'REPLAYED'")
             .await,

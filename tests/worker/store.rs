@@ -242,8 +242,7 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
         .get(0);
     assert_eq!(trn, "tx-early", "the first transaction keeps the row");
     assert_eq!(
-        env.count("SELECT count(*) FROM prereg.intf_processed_prereg_list")
-            .await,
+        env.rows("intf_processed_prereg_list").await,
         3,
         "one interface row per receipt"
     );
@@ -302,10 +301,6 @@ async fn loadgen_publishes_waits_for_every_reply_and_reports() {
             .await,
         40
     );
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        120
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 120);
     env.stop_app().await;
 }

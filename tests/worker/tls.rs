@@ -162,11 +162,7 @@ async fn the_worker_speaks_tls_to_both_services_and_refuses_a_wrong_ca() {
         .await
         .expect("a reply over TLS");
     assert_eq!(error_code(&reply), "");
-    assert_eq!(
-        env.count("SELECT count(*) FROM prereg.processed_prereg_list")
-            .await,
-        2
-    );
+    assert_eq!(env.rows("processed_prereg_list").await, 2);
     let ssl_sessions = env
         .count("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'prereg-sync'")
         .await;
