@@ -135,8 +135,30 @@ impl Health {
     }
 }
 
+/// "Up" means "can do the worker's writes", not "answers": a read-only standby or a demoted
+/// primary (`pg_is_in_recovery`), `default_transaction_read_only`, and a role that lost its
+/// grants all answer `SELECT 1`, then fail every store with SQLSTATE 25006 or 42501, which hold
+/// deliveries as an outage. Were the probe to pass, held deliveries would be retried about once
+/// a second against a database that can never take them.
+const CAN_WRITE: &str = "SELECT NOT pg_is_in_recovery() \
+     AND current_setting('transaction_read_only') = 'off' \
+     AND has_table_privilege('prereg.sync_transaction', 'SELECT, INSERT') \
+     AND has_table_privilege('prereg.processed_prereg_list', 'INSERT') \
+     AND has_table_privilege('prereg.intf_processed_prereg_list', 'INSERT') \
+     AND has_table_privilege('prereg.sync_audit', 'INSERT') \
+     AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE') \
+     AND has_table_privilege('prereg.applicant_demographic', 'SELECT') \
+     AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')";
+
 async fn check(pool: &Pool) -> Result<(), StorageError> {
     let client = pool.get().await?;
-    client.simple_query("SELECT 1").await?;
-    Ok(())
+    let statement = client.prepare_cached(CAN_WRITE).await?;
+    let writable: bool = client.query_one(&statement, &[]).await?.get(0);
+    if writable {
+        Ok(())
+    } else {
+        Err(StorageError::Unavailable(
+            "the database answers but cannot take the worker's writes (read-only, or grants missing)".into(),
+        ))
+    }
 }

@@ -2,12 +2,14 @@
 //! properties, decide its outcome and make it durable. The consumer turns the decision into
 //! replies, dead-letter copies and acks.
 
-use chrono::Utc;
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use crate::{
     config::{StorageSettings, ValidationSettings},
     message::{ErrorCode, Reply, ReplyKind, RequestValidator, TransactionId, body_sha256_hex},
+    retry::FailureClass,
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
@@ -24,6 +26,11 @@ pub struct Incoming<'a> {
     pub content_type: Option<&'a str>,
     /// The registration processor's ID, `unknown` when absent.
     pub app_id: &'a str,
+    /// When `validation.max_request_age` is judged against: the moment of the request's first
+    /// attempt, so time spent held in an outage does not age it. `None` for a request that has
+    /// been attempted before (a redelivery, a retry tier, a replay): it was judged then, and is
+    /// not judged again.
+    pub age_judged_at: Option<DateTime<Utc>>,
 }
 
 /// Who a request is: its transaction ID, whether the publisher's `message_id` was usable, and
@@ -81,6 +88,19 @@ pub struct Decision {
     pub verdict: Verdict,
 }
 
+impl Decision {
+    /// The recorded transaction's reply, byte for byte.
+    fn duplicate(existing: StoredTransaction) -> Decision {
+        Decision {
+            reply: Reply {
+                kind: ReplyKind::Ack,
+                body: existing.reply_body,
+            },
+            verdict: Verdict::Duplicate,
+        }
+    }
+}
+
 pub struct Processor {
     pool: Pool,
     lookups: Batcher<Lookups>,
@@ -126,7 +146,7 @@ impl Processor {
             incoming.content_type,
             identity.message_id_ok,
             incoming.body,
-            now,
+            incoming.age_judged_at,
         );
         let well_formed: Vec<String> = validated
             .as_ref()
@@ -211,16 +231,35 @@ impl Processor {
                 .reject(incoming, identity, ErrorCode::TransactionConflict)
                 .await;
         }
-        self.record(incoming.app_id, identity, AuditEvent::Duplicate, None)
+        self.record_decided(incoming.app_id, identity, AuditEvent::Duplicate, None)
             .await?;
-        let reply = Reply {
-            kind: ReplyKind::Ack,
-            body: existing.reply_body,
+        Ok(Decision::duplicate(existing))
+    }
+
+    /// The stored answer when this request's transaction is already recorded (same body): for
+    /// the paths that would otherwise answer with an error (the delivery limit, a spent retry
+    /// budget), since no error reply is ever sent for a stored transaction. `None` when it is
+    /// not recorded, or recorded for another body.
+    pub async fn answer_if_stored(
+        &self,
+        app_id: &str,
+        identity: &Identity,
+    ) -> Result<Option<Decision>, StorageError> {
+        if !identity.message_id_ok {
+            return Ok(None); // nothing is ever recorded under an unusable message_id
+        }
+        let lookup = Lookup {
+            transaction_id: Some(identity.transaction_id.as_str().to_owned()),
+            prids: None,
         };
-        Ok(Decision {
-            reply,
-            verdict: Verdict::Duplicate,
-        })
+        match self.lookups.submit(lookup).await?.existing {
+            Some(existing) if existing.body_sha256 == identity.body_sha256 => {
+                self.record_decided(app_id, identity, AuditEvent::Duplicate, None)
+                    .await?;
+                Ok(Some(Decision::duplicate(existing)))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn reject(
@@ -229,7 +268,7 @@ impl Processor {
         identity: &Identity,
         code: ErrorCode,
     ) -> Result<Decision, StorageError> {
-        self.record(incoming.app_id, identity, AuditEvent::Rejected, Some(code))
+        self.record_decided(incoming.app_id, identity, AuditEvent::Rejected, Some(code))
             .await?;
         Ok(Decision {
             reply: Reply::error(code, Utc::now()),
@@ -256,6 +295,36 @@ impl Processor {
             error_code: code.map(ErrorCode::code),
         };
         audit::write(&client, &record).await
+    }
+
+    /// The audit row of an outcome already decided (a duplicate, a rejection). A transient
+    /// failure to write it is retried briefly, then logged and counted: it must not change the
+    /// answer (through the retry tiers it would end as `PRG_DATA_SYNC_012`, an error reply for
+    /// a stored transaction or in place of the validation code already decided). An outage
+    /// still holds the delivery: the same decision is made again once the database is back.
+    async fn record_decided(
+        &self,
+        app_id: &str,
+        identity: &Identity,
+        event: AuditEvent,
+        code: Option<ErrorCode>,
+    ) -> Result<(), StorageError> {
+        let write = || self.record(app_id, identity, event, code);
+        let briefly = ExponentialBuilder::default()
+            .with_max_times(2)
+            .with_jitter();
+        match write
+            .retry(briefly)
+            .when(|err| err.class() == FailureClass::Transient)
+            .await
+        {
+            Err(err) if err.class() == FailureClass::InfrastructureDown => Err(err),
+            Err(err) => {
+                self.metrics.audit_write_failed(event.as_str(), &err);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     pub fn pool(&self) -> &Pool {

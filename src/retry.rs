@@ -30,6 +30,7 @@ pub struct RetryPolicy {
     immediate_min_delay: Duration,
     immediate_max_delay: Duration,
     delays: Vec<Duration>,
+    outage_max_delay: Duration,
 }
 
 impl RetryPolicy {
@@ -39,7 +40,20 @@ impl RetryPolicy {
             immediate_min_delay: settings.immediate_min_delay,
             immediate_max_delay: settings.immediate_max_delay,
             delays: settings.delays.clone(),
+            outage_max_delay: settings.outage_max_delay,
         }
+    }
+
+    /// Back-off while a dependency, not the message, is failing (a copy the broker does not
+    /// confirm): no limit on the attempts, capped at `retry.outage_max_delay`.
+    pub fn holding(&self) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        ExponentialBuilder::default()
+            .with_min_delay(self.immediate_min_delay)
+            .with_max_delay(self.outage_max_delay)
+            .without_max_times()
+            .with_jitter()
+            .build()
     }
 
     /// Back-off for the in-process attempts: `immediate_attempts` tries in all.

@@ -142,23 +142,36 @@ impl Application {
             self.outage_max_delay,
             shutdown.clone(),
         ));
+        // The job stops with the shutdown signal (or when consuming ends for good), between
+        // chunks: each chunk is its own transaction, so nothing is half moved, and the run is
+        // recorded. Its grace runs from the signal alongside the consumer's drain, so the
+        // whole stop stays within `worker.shutdown_grace`; a chunk still running then is
+        // abandoned (its transaction rolls back) and the next run records the run as FAILED.
+        let stop_job = shutdown.child_token();
         let scheduler = self
             .scheduled_job
             .take()
-            .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, shutdown.clone())));
-        let consumed = self.consumer.clone().run(shutdown.clone()).await;
-        probe.abort();
-        if let Some(mut scheduler) = scheduler {
-            // A run in progress may finish within the grace period; past it the run is
-            // abandoned between chunks (each chunk is its own transaction, so nothing is half
-            // moved) and the next run records it as FAILED.
-            if tokio::time::timeout(self.shutdown_grace, &mut scheduler)
-                .await
-                .is_err()
-            {
+            .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, stop_job.clone())));
+        let grace = self.shutdown_grace;
+        let job_stopped = async {
+            let Some(mut scheduler) = scheduler else {
+                return;
+            };
+            stop_job.cancelled().await;
+            if tokio::time::timeout(grace, &mut scheduler).await.is_err() {
+                tracing::warn!(
+                    "shutdown grace period over; the running consumed-job chunk is abandoned"
+                );
                 scheduler.abort();
             }
-        }
+        };
+        let consuming = async {
+            let consumed = self.consumer.clone().run(shutdown.clone()).await;
+            stop_job.cancel();
+            consumed
+        };
+        let (consumed, ()) = tokio::join!(consuming, job_stopped);
+        probe.abort();
         consumed
     }
 }

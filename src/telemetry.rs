@@ -96,6 +96,7 @@ struct Inner {
     database_up: IntGauge,
     pool_connections: IntGaugeVec,
     pool_waiters: IntGauge,
+    audit_write_failures: IntCounter,
     job_runs: IntCounterVec,
     job_rows: IntCounterVec,
     job_last_success: IntGauge,
@@ -235,6 +236,13 @@ impl Metrics {
                 r,
                 IntGauge::new("db_pool_waiters", "Tasks waiting for a pooled connection"),
             ),
+            audit_write_failures: register(
+                r,
+                IntCounter::new(
+                    "audit_write_failures_total",
+                    "Audit rows of an already decided outcome that could not be written",
+                ),
+            ),
             registry,
         };
         // Every series of a bounded label set exists from the start at 0, so rate() and
@@ -291,6 +299,7 @@ impl Metrics {
         self.0.messages.with_label_values(&[outcome.as_str()]).inc();
         if let (MessageOutcome::Rejected | MessageOutcome::DeadLettered, Some(code)) =
             (outcome, error_code)
+            && code != ErrorCode::ReplyUndelivered.code()
         {
             self.0.error_replies.with_label_values(&[code]).inc();
         }
@@ -348,8 +357,17 @@ impl Metrics {
         self.0.replies.with_label_values(&[kind]).inc();
     }
 
-    pub fn in_flight(&self) -> &IntGauge {
-        &self.0.in_flight
+    /// Counts one delivery in `prereg_sync_in_flight_messages` until the guard is dropped,
+    /// also when its task is aborted (shutdown past the grace period, a lost session).
+    pub fn in_flight(&self) -> InFlight {
+        self.0.in_flight.inc();
+        InFlight(self.0.in_flight.clone())
+    }
+
+    /// The audit row of an outcome already decided (and answered) could not be written.
+    pub fn audit_write_failed(&self, event: &'static str, error: &dyn std::fmt::Display) {
+        self.0.audit_write_failures.inc();
+        tracing::error!(event, error = %error, "audit row not written; the outcome stands");
     }
 
     /// A request came back from a DLQ replay (it carries `x-replay-count`).
@@ -410,6 +428,15 @@ impl Metrics {
     pub fn broker_reconnecting(&self, error: &dyn std::fmt::Display, delay: Duration) {
         self.0.reconnects.inc();
         tracing::warn!(error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
+    }
+}
+
+/// See [`Metrics::in_flight`].
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -126,7 +126,7 @@ proptest! {
         let tx = identity.transaction_id.as_str();
         prop_assert!(!tx.is_empty() && tx.len() <= 36 && tx.bytes().all(|b| (0x20..=0x7e).contains(&b)));
         prop_assert!(!registration_processor_id(app_id.as_deref()).contains('\0'));
-        let outcome = validator().validate(content_type.as_deref(), identity.message_id_ok, &body, Utc::now());
+        let outcome = validator().validate(content_type.as_deref(), identity.message_id_ok, &body, Some(Utc::now()));
         let json = content_type.as_deref().is_none_or(|ct| {
             ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });

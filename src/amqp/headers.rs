@@ -7,7 +7,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
-use crate::message::{ReplyKind, TransactionId, format_timestamp};
+use crate::message::{ReplyKind, TransactionId, envelope::parse_request_time, format_timestamp};
 
 /// The whole header table the worker sends stays within this, far below `frame_max`.
 pub const HEADER_BUDGET: usize = 16 * 1024;
@@ -24,6 +24,10 @@ pub const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
 pub const TRANSACTION_ID: &str = "x-transaction-id";
 pub const REPLAY_COUNT: &str = "x-replay-count";
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
+/// The request's `expiration`, kept as a header: a copy the worker publishes never expires.
+pub const ORIGINAL_EXPIRATION: &str = "x-original-expiration";
+/// How many incoming headers did not fit within [`HEADER_BUDGET`] and were left out.
+const DROPPED_HEADERS: &str = "x-dropped-headers";
 /// prereg-sync's own carry-over of the broker's `x-death` counts when `dlq` tools move a
 /// message within the dead-letter queue (the broker-owned header itself is never written).
 pub const DEATH_COUNT: &str = "x-death-count";
@@ -107,12 +111,15 @@ pub struct Failure<'a> {
 }
 
 /// The request's own properties and headers, broker-owned headers dropped, the failure headers
-/// set (`x-first-failure-time` kept from an earlier failure), and the whole table within
-/// [`HEADER_BUDGET`]: publisher headers that do not fit are dropped and counted in
-/// `x-dropped-headers`.
+/// set (`x-first-failure-time` kept from an earlier failure when it is a contract timestamp),
+/// and the whole table within [`HEADER_BUDGET`]: publisher headers that do not fit are dropped
+/// and counted in `x-dropped-headers`.
 pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> BasicProperties {
     let old = original.headers().as_ref();
+    // Copied from the incoming message, so it is only kept when it has the contract's shape: a
+    // hostile 100 KiB value must not ride along on every copy.
     let first_failure = string(old, FIRST_FAILURE_TIME)
+        .filter(|kept| parse_request_time(kept).is_some())
         .map(str::to_owned)
         .unwrap_or_else(|| format_timestamp(failure.now));
     let mut ours = FieldTable::default();
@@ -135,8 +142,7 @@ pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> 
     );
     ours.insert(FIRST_FAILURE_TIME.into(), long_string(&first_failure));
     ours.insert(TRANSACTION_ID.into(), long_string(failure.transaction_id));
-    let headers = merge_within_budget(old, ours, is_broker_owned);
-    original.clone().with_headers(headers)
+    republished(original, ours, is_broker_owned)
 }
 
 /// The request's properties for a replay: failure and broker headers removed, the replay
@@ -146,13 +152,12 @@ pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
     let replays = integer(old, REPLAY_COUNT).unwrap_or(0) + 1;
     let mut ours = FieldTable::default();
     ours.insert(REPLAY_COUNT.into(), AMQPValue::LongLongInt(replays));
-    let headers = merge_within_budget(old, ours, |key| {
+    republished(original, ours, |key| {
         is_broker_owned(key)
             || FAILURE_HEADERS.contains(&key)
-            || key == "x-dropped-headers"
+            || key == DROPPED_HEADERS
             || key == DEATH_COUNT
-    });
-    original.clone().with_headers(headers)
+    })
 }
 
 /// The properties unchanged but for the broker-owned headers, whose death count is carried
@@ -164,8 +169,54 @@ pub fn without_broker_headers(original: &BasicProperties) -> BasicProperties {
     if deaths > 0 {
         ours.insert(DEATH_COUNT.into(), AMQPValue::LongLongInt(deaths));
     }
-    let headers = merge_within_budget(old, ours, is_broker_owned);
-    original.clone().with_headers(headers)
+    republished(original, ours, is_broker_owned)
+}
+
+/// Every copy the worker publishes (retry, dead-letter copy, replay, a move within or between
+/// queues): the original properties, made persistent whatever the publisher asked (a transient
+/// copy would not survive a broker restart), without `expiration` (a dead letter must not expire
+/// in a queue that has nowhere to dead-letter it; the value is kept in
+/// [`ORIGINAL_EXPIRATION`]), with `ours` merged over the original headers within the budget.
+fn republished(
+    original: &BasicProperties,
+    mut ours: FieldTable,
+    drop: impl Fn(&str) -> bool,
+) -> BasicProperties {
+    if let Some(expiration) = original.expiration() {
+        ours.insert(ORIGINAL_EXPIRATION.into(), long_string(expiration.as_str()));
+    }
+    let headers = merge_within_budget(original.headers().as_ref(), ours, drop);
+    // lapin can set a property but not unset one: rebuild from everything but `expiration`.
+    let mut copy = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    let o = original;
+    let short = [
+        (
+            o.content_type(),
+            BasicProperties::with_content_type as fn(_, _) -> _,
+        ),
+        (o.content_encoding(), BasicProperties::with_content_encoding),
+        (o.correlation_id(), BasicProperties::with_correlation_id),
+        (o.reply_to(), BasicProperties::with_reply_to),
+        (o.message_id(), BasicProperties::with_message_id),
+        (o.kind(), BasicProperties::with_type),
+        (o.user_id(), BasicProperties::with_user_id),
+        (o.app_id(), BasicProperties::with_app_id),
+        (o.cluster_id(), BasicProperties::with_cluster_id),
+    ];
+    for (value, set) in short {
+        if let Some(value) = value {
+            copy = set(copy, value.clone());
+        }
+    }
+    if let Some(priority) = o.priority() {
+        copy = copy.with_priority(*priority);
+    }
+    if let Some(timestamp) = o.timestamp() {
+        copy = copy.with_timestamp(*timestamp);
+    }
+    copy
 }
 
 /// Sum of the `count` fields of the broker's `x-death` entries.
@@ -215,7 +266,7 @@ fn merge_within_budget(
         ours.insert(key.clone(), value.clone());
     }
     if dropped > 0 {
-        ours.insert("x-dropped-headers".into(), AMQPValue::LongLongInt(dropped));
+        ours.insert(DROPPED_HEADERS.into(), AMQPValue::LongLongInt(dropped));
     }
     ours
 }
@@ -235,17 +286,33 @@ fn table_size(table: &FieldTable) -> usize {
     table.into_iter().map(|(k, v)| entry_size(k, v)).sum()
 }
 
-/// Encoded size of one field-table entry (AMQP 0-9-1 wire format), an upper bound.
+/// Tables and arrays nested deeper than this are not copied (their size is not even measured:
+/// a hostile message can nest thousands deep, and measuring recurses).
+const MAX_NESTING: usize = 8;
+
+/// Encoded size of one field-table entry (AMQP 0-9-1 wire format), an upper bound; over the
+/// budget for a value nested deeper than [`MAX_NESTING`].
 fn entry_size(key: &ShortString, value: &AMQPValue) -> usize {
-    1 + key.as_str().len() + value_size(value)
+    1 + key.as_str().len() + value_size(value, 0)
 }
 
-fn value_size(value: &AMQPValue) -> usize {
+fn value_size(value: &AMQPValue, depth: usize) -> usize {
+    if depth > MAX_NESTING {
+        return HEADER_BUDGET + 1;
+    }
+    let nested = |values: &mut dyn Iterator<Item = &AMQPValue>| {
+        values
+            .map(|v| value_size(v, depth + 1))
+            .fold(0usize, usize::saturating_add)
+    };
     1 + match value {
         AMQPValue::LongString(v) => 4 + v.as_bytes().len(),
         AMQPValue::ShortString(v) => 1 + v.as_str().len(),
-        AMQPValue::FieldTable(t) => 4 + table_size(t),
-        AMQPValue::FieldArray(a) => 4 + a.as_slice().iter().map(value_size).sum::<usize>(),
+        AMQPValue::FieldTable(t) => {
+            let keys: usize = t.into_iter().map(|(k, _)| 1 + k.as_str().len()).sum();
+            4 + keys.saturating_add(nested(&mut t.into_iter().map(|(_, v)| v)))
+        }
+        AMQPValue::FieldArray(a) => 4 + nested(&mut a.as_slice().iter()),
         AMQPValue::ByteArray(b) => 4 + b.as_slice().len(),
         _ => 8,
     }
@@ -331,6 +398,70 @@ mod tests {
                 .unwrap()
                 .ends_with(TRUNCATED)
         );
+    }
+
+    #[test]
+    fn every_copy_is_persistent_and_never_expires() {
+        let original = with_headers(&[("custom", long_string("kept"))])
+            .with_delivery_mode(1)
+            .with_expiration("60000".into())
+            .with_app_id("rp-1".into())
+            .with_priority(3);
+        let copies = [
+            failure_properties(&original, &failure("boom")),
+            replay_properties(&original),
+            without_broker_headers(&original),
+        ];
+        for copy in copies {
+            assert_eq!(copy.delivery_mode(), &Some(2));
+            assert_eq!(copy.expiration(), &None);
+            let headers = copy.headers().as_ref();
+            assert_eq!(string(headers, ORIGINAL_EXPIRATION), Some("60000"));
+            assert_eq!(string(headers, "custom"), Some("kept"));
+            assert_eq!(copy.app_id().as_ref().unwrap().as_str(), "rp-1");
+            assert_eq!(copy.priority(), &Some(3));
+            assert_eq!(copy.message_id().as_ref().unwrap().as_str(), "tx-1");
+        }
+    }
+
+    #[test]
+    fn a_first_failure_time_not_in_the_contract_format_is_replaced() {
+        let hostile = "9".repeat(100 * 1024);
+        let original = with_headers(&[(FIRST_FAILURE_TIME, long_string(&hostile))]);
+        let props = failure_properties(&original, &failure("boom"));
+        let headers = props.headers().as_ref().unwrap();
+        assert_eq!(
+            string(Some(headers), FIRST_FAILURE_TIME),
+            Some("2026-11-22T07:05:09.002Z")
+        );
+        assert!(table_size(headers) <= HEADER_BUDGET);
+    }
+
+    #[test]
+    fn deeply_nested_and_numerous_headers_stay_within_budget() {
+        let mut deep = AMQPValue::LongString("leaf".into());
+        for level in 0..500 {
+            deep = if level % 2 == 0 {
+                AMQPValue::FieldArray(vec![deep].into())
+            } else {
+                let mut table = FieldTable::default();
+                table.insert("n".into(), deep);
+                AMQPValue::FieldTable(table)
+            };
+        }
+        let mut entries: Vec<(String, AMQPValue)> = (0..5_000)
+            .map(|i| (format!("h{i}"), AMQPValue::LongLongInt(i)))
+            .collect();
+        entries.push(("deep".into(), deep));
+        let refs: Vec<(&str, AMQPValue)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let props = failure_properties(&with_headers(&refs), &failure("boom"));
+        let headers = props.headers().as_ref().unwrap();
+        assert!(table_size(headers) <= HEADER_BUDGET);
+        assert!(!headers.contains_key("deep"));
+        assert!(integer(Some(headers), DROPPED_HEADERS).unwrap() > 0);
     }
 
     #[test]

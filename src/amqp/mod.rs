@@ -6,12 +6,35 @@ pub mod consumer;
 pub mod headers;
 pub mod publisher;
 pub mod topology;
+pub mod upgrade;
 
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
 use secrecy::ExposeSecret;
 
 use crate::config::AmqpSettings;
+
+/// Stack reserved for lapin's I/O thread, which parses incoming frames.
+const FRAME_PARSING_STACK: &str = "268435456";
+
+/// Gives lapin's I/O thread a stack deep enough for any header table a frame can hold.
+///
+/// Why: lapin parses a field table recursively, one set of stack frames per nesting level, on
+/// a thread it spawns with the standard library's default stack (2 MiB, or `RUST_MIN_STACK`).
+/// A hostile publisher can nest tables and arrays thousands deep within one 128 KiB frame; on
+/// the default stack that overflows and aborts the whole process at every redelivery. 256 MiB
+/// covers the deepest nesting a frame can carry; it is address space, committed only as far as
+/// a parse really goes. Tokio's worker threads set their own stack size and are not affected.
+/// An operator's own `RUST_MIN_STACK` wins.
+///
+/// Call it first thing in `main`, before any thread is spawned (the variable is read once, and
+/// setting it while other threads run is unsound).
+pub fn reserve_frame_parsing_stack() {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: called at the top of `main`, while the process has a single thread.
+        unsafe { std::env::set_var("RUST_MIN_STACK", FRAME_PARSING_STACK) };
+    }
+}
 
 /// Opens a connection with the configured heartbeat and a connection name operators can find
 /// in the management UI. Errors never contain the URL (it holds the password).

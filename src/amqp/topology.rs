@@ -1,5 +1,7 @@
 //! The broker objects of the contract, declared idempotently at every (re)connection.
 
+use std::time::Duration;
+
 use lapin::{
     Channel, Connection, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -38,7 +40,7 @@ impl TopologyError {
 pub async fn declare(
     connection: &Connection,
     settings: &AmqpSettings,
-    retry_delays: &[std::time::Duration],
+    retry_delays: &[Duration],
 ) -> Result<(), TopologyError> {
     let channel = connection
         .create_channel()
@@ -66,74 +68,119 @@ pub async fn declare(
     )
     .await?;
 
-    declare_queue(
-        &channel,
-        &settings.request_queue,
-        request_queue_arguments(settings),
-    )
-    .await?;
-    bind(
-        &channel,
-        &settings.request_queue,
-        &settings.exchange,
-        &settings.routing_key,
-    )
-    .await?;
-    declare_queue(&channel, &settings.dead_letter_queue, FieldTable::default()).await?;
-    bind(
-        &channel,
-        &settings.dead_letter_queue,
-        &settings.dead_letter_exchange,
-        "",
-    )
-    .await?;
-    declare_queue(&channel, &settings.reply_queue, FieldTable::default()).await?;
-    for delay in retry_delays {
-        let mut arguments = FieldTable::default();
-        let ttl_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
-        arguments.insert(
-            "x-dead-letter-exchange".into(),
-            long_string(&settings.exchange),
-        );
-        arguments.insert(
-            "x-dead-letter-routing-key".into(),
-            long_string(&settings.routing_key),
-        );
-        declare_queue(
-            &channel,
-            &retry_queue_name(&settings.retry_queue_prefix, *delay),
-            arguments,
-        )
-        .await?;
+    for queue in queues(settings, retry_delays) {
+        declare_queue(&channel, &queue.name, queue.arguments).await?;
+        if let Some((exchange, routing_key)) = queue.binding {
+            bind(&channel, &queue.name, exchange, routing_key).await?;
+        }
     }
     // Best effort: the channel is only for declarations.
     let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
 }
 
-/// Quorum by default: replicated, and the broker enforces the delivery limit with
-/// at-least-once dead-lettering as the last line of defence against a crash loop.
-fn request_queue_arguments(settings: &AmqpSettings) -> FieldTable {
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        long_string(&settings.dead_letter_exchange),
-    );
-    if settings.queue_type == QueueType::Quorum {
-        arguments.insert("x-queue-type".into(), long_string("quorum"));
-        arguments.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(settings.delivery_limit)),
-        );
-        arguments.insert(
-            "x-dead-letter-strategy".into(),
-            long_string("at-least-once"),
-        );
-        // at-least-once dead-lettering requires reject-publish overflow.
-        arguments.insert("x-overflow".into(), long_string("reject-publish"));
+/// One queue of the topology: its name, arguments and (for the request and dead-letter
+/// queues) the binding that feeds it.
+pub struct QueueSpec<'a> {
+    pub name: String,
+    pub arguments: FieldTable,
+    binding: Option<(&'a str, &'a str)>,
+}
+
+/// Every queue the worker declares, request queue first.
+///
+/// Quorum by default (`amqp.queue_type`), so a cluster loses none of them with a node:
+/// - the request queue: the broker enforces the delivery limit with at-least-once
+///   dead-lettering as the last line of defence against a crash loop;
+/// - the delayed-retry tiers: a message waits out its TTL there and is dead-lettered back to
+///   the request exchange. A classic queue dead-letters without confirms (at-most-once): if
+///   the request queue had no leader at that instant the message would be gone, long after the
+///   original was acked. Quorum with at-least-once dead-lettering makes that hop safe;
+/// - the dead-letter and default reply queues, plain quorum queues.
+pub fn queues<'a>(settings: &'a AmqpSettings, retry_delays: &[Duration]) -> Vec<QueueSpec<'a>> {
+    let quorum = settings.queue_type == QueueType::Quorum;
+    let mut request = Arguments::default().dead_letter_to(&settings.dead_letter_exchange, None);
+    if quorum {
+        request = request
+            .insert("x-delivery-limit", i64::from(settings.delivery_limit))
+            .at_least_once();
     }
-    arguments
+    let mut all = vec![
+        QueueSpec {
+            name: settings.request_queue.clone(),
+            arguments: request.quorum(quorum),
+            binding: Some((&settings.exchange, &settings.routing_key)),
+        },
+        QueueSpec {
+            name: settings.dead_letter_queue.clone(),
+            arguments: plain_arguments(settings),
+            binding: Some((&settings.dead_letter_exchange, "")),
+        },
+        QueueSpec {
+            name: settings.reply_queue.clone(),
+            arguments: plain_arguments(settings),
+            binding: None,
+        },
+    ];
+    for delay in retry_delays {
+        let ttl_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let mut tier = Arguments::default()
+            .insert("x-message-ttl", ttl_ms)
+            .dead_letter_to(&settings.exchange, Some(&settings.routing_key));
+        if quorum {
+            tier = tier.at_least_once();
+        }
+        all.push(QueueSpec {
+            name: retry_queue_name(&settings.retry_queue_prefix, *delay),
+            arguments: tier.quorum(quorum),
+            binding: None,
+        });
+    }
+    all
+}
+
+/// A queue of the configured type with no other arguments.
+pub fn plain_arguments(settings: &AmqpSettings) -> FieldTable {
+    Arguments::default().quorum(settings.queue_type == QueueType::Quorum)
+}
+
+/// Queue arguments, built by what they mean.
+#[derive(Default)]
+struct Arguments(FieldTable);
+
+impl Arguments {
+    fn insert(mut self, key: &str, value: i64) -> Arguments {
+        self.0.insert(key.into(), AMQPValue::LongLongInt(value));
+        self
+    }
+
+    fn text(mut self, key: &str, value: &str) -> Arguments {
+        self.0.insert(key.into(), long_string(value));
+        self
+    }
+
+    fn dead_letter_to(self, exchange: &str, routing_key: Option<&str>) -> Arguments {
+        let with_exchange = self.text("x-dead-letter-exchange", exchange);
+        match routing_key {
+            Some(key) => with_exchange.text("x-dead-letter-routing-key", key),
+            None => with_exchange,
+        }
+    }
+
+    /// Dead-lettering with publisher confirms inside the broker; it requires `reject-publish`
+    /// overflow.
+    fn at_least_once(self) -> Arguments {
+        self.text("x-dead-letter-strategy", "at-least-once")
+            .text("x-overflow", "reject-publish")
+    }
+
+    fn quorum(self, quorum: bool) -> FieldTable {
+        if quorum {
+            self.text("x-queue-type", "quorum").0
+        } else {
+            self.0
+        }
+    }
 }
 
 fn long_string(value: &str) -> AMQPValue {
@@ -189,8 +236,8 @@ async fn bind(
 /// The broker's PRECONDITION_FAILED text already names the argument and both values
 /// ("inequivalent arg 'x-queue-type' … received 'quorum' but current is 'classic'").
 fn refused(object: &str, source: lapin::Error) -> TopologyError {
-    if let lapin::ErrorKind::ProtocolError(amqp) = source.kind()
-        && *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    if is_soft(&source, AMQPSoftError::PRECONDITIONFAILED)
+        && let lapin::ErrorKind::ProtocolError(amqp) = source.kind()
     {
         return TopologyError::Incompatible {
             object: object.to_owned(),
@@ -201,4 +248,9 @@ fn refused(object: &str, source: lapin::Error) -> TopologyError {
         object: object.to_owned(),
         source,
     }
+}
+
+/// Whether the broker refused with this channel-level error.
+pub fn is_soft(err: &lapin::Error, kind: AMQPSoftError) -> bool {
+    matches!(err.kind(), lapin::ErrorKind::ProtocolError(amqp) if *amqp.kind() == AMQPErrorKind::Soft(kind))
 }

@@ -3,6 +3,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
@@ -37,12 +38,14 @@ impl ConsumedJobCommand {
                 let job = &settings.consumed_job;
                 let job =
                     ConsumedJob::new(pool, job.chunk_size, job.app_id.clone(), Metrics::new());
-                Ok(match job.run(Trigger::Command).await? {
-                    Some(report) => report.to_string(),
-                    None => {
-                        "skipped: another replica is running the consumed-status job".to_owned()
-                    }
-                })
+                Ok(
+                    match job.run(Trigger::Command, &CancellationToken::new()).await? {
+                        Some(report) => report.to_string(),
+                        None => {
+                            "skipped: another replica is running the consumed-status job".to_owned()
+                        }
+                    },
+                )
             }
             ConsumedJobCommand::History { limit, json } => {
                 let client = pool.get().await?;

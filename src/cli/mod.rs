@@ -1,4 +1,5 @@
-//! The command line: `run` (default), `migrate`, `dlq …`, `loadgen`.
+//! The command line: `run` (default), `migrate`, `upgrade-queues`, `consumed-job …`,
+//! `maintenance …`, `dlq …`, `loadgen`.
 
 mod dlq;
 mod jobs;
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    amqp::{self, upgrade::upgrade_queues},
     config::Settings,
     loadgen::{self, LoadgenOptions},
     startup::Application,
@@ -40,6 +42,10 @@ enum Command {
     Run,
     /// Apply the SQL migrations and exit.
     Migrate,
+    /// Bring queues declared by an earlier version (classic retry tiers, dead-letter and reply
+    /// queues) to this version's arguments, moving their messages across with publisher
+    /// confirms. Run it with the workers stopped; safe to run again after an interruption.
+    UpgradeQueues,
     /// The consumed-status job: run it once, or list past runs.
     ConsumedJob {
         #[command(subcommand)]
@@ -88,6 +94,24 @@ impl Cli {
                     migrate::prepare_database(&database, settings.database.create_if_missing)
                         .await?;
                 println!("{applied} migration(s) applied; schema up to date");
+                Ok(())
+            }
+            Command::UpgradeQueues => {
+                let connection = amqp::connect(&settings.amqp).await?;
+                let upgraded =
+                    upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await?;
+                for queue in upgraded {
+                    let done = if queue.moved {
+                        "upgraded"
+                    } else {
+                        "up to date"
+                    };
+                    println!(
+                        "{}: {done}, {} message(s) moved",
+                        queue.queue, queue.messages
+                    );
+                }
+                let _ = connection.close(200, "upgraded".into()).await;
                 Ok(())
             }
             Command::ConsumedJob { command } => {

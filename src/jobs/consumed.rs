@@ -15,6 +15,7 @@ use anyhow::Context;
 use chrono::{NaiveDateTime, Utc};
 use deadpool_postgres::{Client, GenericClient, Pool, Transaction};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     storage::{
@@ -112,8 +113,13 @@ impl ConsumedJob {
         }
     }
 
-    /// Runs the job once. `Ok(None)` when another replica holds the job lock.
-    pub async fn run(&self, trigger: Trigger) -> anyhow::Result<Option<RunReport>> {
+    /// Runs the job once. `Ok(None)` when another replica holds the job lock. When `stop` is
+    /// cancelled the run ends after the chunk in progress and is recorded as FAILED.
+    pub async fn run(
+        &self,
+        trigger: Trigger,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<RunReport>> {
         let mut guard = self
             .pool
             .get()
@@ -153,7 +159,7 @@ impl ConsumedJob {
             run_id,
             ..RunReport::default()
         };
-        let outcome = self.move_all(&mut client, &mut report).await;
+        let outcome = self.move_all(&mut client, &mut report, stop).await;
         let status = match (&outcome, report.failed, report.selected) {
             (Err(_), _, _) => RunStatus::Failed,
             (Ok(()), 0, 0) => RunStatus::NothingToDo,
@@ -169,12 +175,20 @@ impl ConsumedJob {
     }
 
     /// Moves chunk after chunk until no pending PRID is left (or only failed ones).
-    async fn move_all(&self, client: &mut Client, report: &mut RunReport) -> anyhow::Result<()> {
+    async fn move_all(
+        &self,
+        client: &mut Client,
+        report: &mut RunReport,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
         // Keyset pagination: each chunk starts after the last PRID of the one before, so a chunk
         // never rescans rows already handled (their dead index entries stay until vacuum) and a
         // PRID that failed is not picked up again in this run.
         let mut after = String::new();
         loop {
+            if stop.is_cancelled() {
+                anyhow::bail!("stopped between chunks by a shutdown; the next run carries on");
+            }
             let tx = client.transaction().await?;
             let chunk = claim_chunk(&tx, self.chunk_size, &after).await?;
             if chunk.is_empty() {

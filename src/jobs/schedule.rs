@@ -6,8 +6,8 @@ use tokio_util::sync::CancellationToken;
 use super::consumed::{ConsumedJob, Trigger};
 
 /// Waits for each time the schedule names and runs the job, until `shutdown`. A run in
-/// progress when shutdown arrives is finished first: each chunk is its own transaction, so
-/// stopping between chunks would be safe too, but finishing keeps the run record tidy.
+/// progress when shutdown arrives stops between chunks (each chunk is its own transaction) and
+/// records itself as FAILED; the next run carries on where it stopped.
 pub async fn run_on_schedule(
     job: ConsumedJob,
     schedule: cron::Schedule,
@@ -24,7 +24,7 @@ pub async fn run_on_schedule(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        match job.run(Trigger::Schedule).await {
+        match job.run(Trigger::Schedule, &shutdown).await {
             Ok(Some(report)) => tracing::info!(%report, "consumed-status job finished"),
             Ok(None) => {}
             Err(err) => tracing::error!(error = %format!("{err:#}"), "consumed-status job failed"),

@@ -61,13 +61,15 @@ impl RequestValidator {
     }
 
     /// Checks rule 2. `message_id_ok` is false when the publisher sent an unusable
-    /// `message_id`; it is checked here so the rule order holds (content type first).
+    /// `message_id`; it is checked here so the rule order holds (content type first). The
+    /// request's age is judged against `age_judged_at`, and not at all when it is `None` (a
+    /// request judged at an earlier attempt).
     pub fn validate(
         &self,
         content_type: Option<&str>,
         message_id_ok: bool,
         body: &[u8],
-        now: DateTime<Utc>,
+        age_judged_at: Option<DateTime<Utc>>,
     ) -> Result<Envelope, ErrorCode> {
         if content_type.is_some_and(|ct| !is_json_media_type(ct)) {
             return Err(ErrorCode::UnsupportedContentType);
@@ -96,7 +98,7 @@ impl RequestValidator {
             .ok_or(ErrorCode::InvalidRequestTime)?;
         let request = raw.request.ok_or(ErrorCode::MissingRequest)?;
         let prids = self.prid_list(request.ids)?;
-        if let Some(max_age) = self.max_request_age
+        if let (Some(max_age), Some(now)) = (self.max_request_age, age_judged_at)
             && request_time < now.naive_utc() - max_age
         {
             return Err(ErrorCode::RequestTooOld);
@@ -184,7 +186,7 @@ mod tests {
     }
 
     fn check(body: &str) -> Result<Envelope, ErrorCode> {
-        validator().validate(Some(JSON), true, body.as_bytes(), Utc::now())
+        validator().validate(Some(JSON), true, body.as_bytes(), Some(Utc::now()))
     }
 
     fn envelope(ids: &str) -> String {
@@ -213,26 +215,31 @@ mod tests {
     #[test]
     fn content_type_is_checked_first() {
         let v = validator();
-        let err = v.validate(Some("text/plain"), false, b"garbage", Utc::now());
+        let err = v.validate(Some("text/plain"), false, b"garbage", Some(Utc::now()));
         assert_eq!(err, Err(ErrorCode::UnsupportedContentType));
         assert!(
             v.validate(
                 Some("Application/JSON; charset=utf-8"),
                 true,
                 envelope(r#"["1"]"#).as_bytes(),
-                Utc::now()
+                Some(Utc::now())
             )
             .is_ok()
         );
         assert!(
-            v.validate(None, true, envelope(r#"["1"]"#).as_bytes(), Utc::now())
-                .is_ok()
+            v.validate(
+                None,
+                true,
+                envelope(r#"["1"]"#).as_bytes(),
+                Some(Utc::now())
+            )
+            .is_ok()
         );
     }
 
     #[test]
     fn transaction_id_before_body() {
-        let err = validator().validate(None, false, b"garbage", Utc::now());
+        let err = validator().validate(None, false, b"garbage", Some(Utc::now()));
         assert_eq!(err, Err(ErrorCode::InvalidTransactionId));
     }
 
@@ -252,7 +259,7 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(check(&deep), Err(ErrorCode::InvalidRequestBody));
         assert_eq!(
-            validator().validate(None, true, &[0xff, 0xfe], Utc::now()),
+            validator().validate(None, true, &[0xff, 0xfe], Some(Utc::now())),
             Err(ErrorCode::InvalidRequestBody)
         );
     }
@@ -264,7 +271,7 @@ mod tests {
         let v = RequestValidator::new(&settings);
         let body = envelope(r#"["75124301328620"]"#);
         assert_eq!(
-            v.validate(None, true, body.as_bytes(), Utc::now()),
+            v.validate(None, true, body.as_bytes(), Some(Utc::now())),
             Err(ErrorCode::InvalidRequestBody)
         );
     }
@@ -325,7 +332,7 @@ mod tests {
         let v = RequestValidator::new(&settings);
         let body = envelope(r#"["a","b","c"]"#);
         assert_eq!(
-            v.validate(None, true, body.as_bytes(), Utc::now()),
+            v.validate(None, true, body.as_bytes(), Some(Utc::now())),
             Err(ErrorCode::InvalidPreRegistrationIds)
         );
     }
@@ -338,11 +345,13 @@ mod tests {
         let body = envelope(r#"["75124301328620"]"#);
         let later = "2026-11-22T09:05:08.850Z".parse::<DateTime<Utc>>().unwrap();
         assert_eq!(
-            v.validate(None, true, body.as_bytes(), later),
+            v.validate(None, true, body.as_bytes(), Some(later)),
             Err(ErrorCode::RequestTooOld)
         );
+        // Judged at an earlier attempt: not judged again, however late this one is.
+        assert!(v.validate(None, true, body.as_bytes(), None).is_ok());
         let soon = "2026-11-22T07:35:08.850Z".parse::<DateTime<Utc>>().unwrap();
-        assert!(v.validate(None, true, body.as_bytes(), soon).is_ok());
+        assert!(v.validate(None, true, body.as_bytes(), Some(soon)).is_ok());
     }
 
     #[test]
@@ -354,7 +363,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = validator().validate(None, true, &body, Utc::now());
+            let _ = validator().validate(None, true, &body, Some(Utc::now()));
         }
 
         #[test]

@@ -18,10 +18,11 @@ pub enum ErrorCode {
     TransactionConflict,
     StoreFailed,
     DeliveryLimit,
+    ReplyUndelivered,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::UnsupportedContentType,
         ErrorCode::InvalidTransactionId,
         ErrorCode::InvalidRequestBody,
@@ -34,6 +35,7 @@ impl ErrorCode {
         ErrorCode::TransactionConflict,
         ErrorCode::StoreFailed,
         ErrorCode::DeliveryLimit,
+        ErrorCode::ReplyUndelivered,
     ];
 
     pub fn code(self) -> &'static str {
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::TransactionConflict => "PRS_TRANSACTION_CONFLICT",
             ErrorCode::StoreFailed => "PRG_DATA_SYNC_012",
             ErrorCode::DeliveryLimit => "PRS_DELIVERY_LIMIT",
+            ErrorCode::ReplyUndelivered => "PRS_REPLY_UNDELIVERED",
         }
     }
 
@@ -69,6 +72,9 @@ impl ErrorCode {
             }
             ErrorCode::StoreFailed => "Failed to store prereg id",
             ErrorCode::DeliveryLimit => "Delivery limit reached; suspected crash loop",
+            ErrorCode::ReplyUndelivered => {
+                "The reply could not be delivered; the request is stored"
+            }
         }
     }
 }

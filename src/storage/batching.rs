@@ -11,10 +11,18 @@
 //! If a batch fails for the data of one request (a constraint, a deadlock), its requests are
 //! handled again one by one, so one request's bad data never fails its neighbours. If it fails
 //! because the database is unreachable, every request gets that failure at once: going one by
-//! one would only wait out the same outage once per request.
+//! one would only wait out the same outage once per request. A batch that succeeded as a whole
+//! may still answer one request with an error of its own (see [`BatchHandler::handle`]): that
+//! request alone is retried, its neighbours keep their committed answers.
+//!
+//! The task never dies with a handler: a panic inside a batch fails that batch's requests with
+//! a transient error (their transaction was rolled back, or committed and then found by the
+//! lookup when they are retried) and the task goes on with the next batch, so a bug hit by one
+//! request can never wedge every other delivery behind a batcher that is gone.
 
-use std::future::Future;
+use std::{future::Future, panic::AssertUnwindSafe};
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StorageError;
@@ -23,18 +31,21 @@ use crate::retry::FailureClass;
 /// Requests handled together at most (bounded by the deliveries in flight anyway).
 pub const MAX_BATCH: usize = 256;
 
-/// What a batch does: one answer per input, in order, or one error for the whole batch.
-pub trait BatchHandler: Send + 'static {
+/// What a batch does: one answer per input, in order, or one error for the whole batch. An
+/// answer may itself be an error when the batch as a whole succeeded but one input's outcome is
+/// not known (its row vanished after the commit, say).
+pub trait BatchHandler: Send + Sync + 'static {
     type Input: Send + Sync + 'static;
     type Output: Send + 'static;
 
     fn handle(
         &self,
         inputs: &[Self::Input],
-    ) -> impl Future<Output = Result<Vec<Self::Output>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Answer<Self>>, StorageError>> + Send;
 }
 
-type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
+/// One input's answer.
+pub type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
 
 struct Job<H: BatchHandler> {
     input: H::Input,
@@ -73,8 +84,8 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Job<H>>) 
             .drain(..)
             .map(|job: Job<H>| (job.input, job.respond))
             .unzip();
-        let answers: Vec<Answer<H>> = match handler.handle(&inputs).await {
-            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+        let answers = match guarded(&handler, &inputs).await {
+            Ok(answers) => answers,
             Err(err) if inputs.len() == 1 || err.class() == FailureClass::InfrastructureDown => {
                 // The first request gets the error itself, the others its description (a
                 // database error cannot be cloned); both classify as an outage.
@@ -90,10 +101,10 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Job<H>>) 
                 tracing::debug!(error = %err, size = inputs.len(), "batch failed; handling its requests one by one");
                 let mut answers = Vec::with_capacity(inputs.len());
                 for input in inputs.chunks(1) {
-                    answers.push(handler.handle(input).await.and_then(|mut outputs| {
-                        outputs
-                            .pop()
-                            .ok_or(StorageError::Raced("a batch of one returned no answer"))
+                    answers.push(guarded(&handler, input).await.and_then(|mut answers| {
+                        answers.pop().unwrap_or(Err(StorageError::Raced(
+                            "a batch of one returned no answer",
+                        )))
                     }));
                 }
                 answers
@@ -102,6 +113,27 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Job<H>>) 
         // A delivery that stopped waiting (its session was lost) is simply gone.
         for (respond, answer) in responders.into_iter().zip(answers) {
             let _ = respond.send(answer);
+        }
+    }
+}
+
+/// The handler's answers, or a transient error for every input if it panicked.
+async fn guarded<H: BatchHandler>(
+    handler: &H,
+    inputs: &[H::Input],
+) -> Result<Vec<Answer<H>>, StorageError> {
+    match AssertUnwindSafe(handler.handle(inputs))
+        .catch_unwind()
+        .await
+    {
+        Ok(answers) => answers,
+        Err(_) => {
+            // The payload is not logged: a panic message may quote the data it choked on.
+            tracing::error!(
+                size = inputs.len(),
+                "a database batch panicked; its requests will be retried"
+            );
+            Err(StorageError::Internal("a database batch panicked"))
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum StorageError {
     Db(tokio_postgres::Error),
     /// A concurrent change invalidated what this attempt read; trying again settles it.
     Raced(&'static str),
+    /// A bug met while handling the request (a panic caught at the batch boundary); trying
+    /// again from the top, with the lookup first, settles what was or was not committed.
+    Internal(&'static str),
 }
 
 impl StorageError {
@@ -35,7 +38,9 @@ impl StorageError {
     pub fn class(&self) -> FailureClass {
         let err = match self {
             StorageError::Unavailable(_) => return FailureClass::InfrastructureDown,
-            StorageError::Raced(_) => return FailureClass::Transient,
+            StorageError::Raced(_) | StorageError::Internal(_) => {
+                return FailureClass::Transient;
+            }
             StorageError::Db(err) => err,
         };
         let Some(code) = err.code() else {
@@ -127,6 +132,7 @@ impl std::fmt::Display for StorageError {
             StorageError::Unavailable(why) => write!(f, "database unavailable: {why}"),
             StorageError::Db(err) => write!(f, "database error: {}", describe(err)),
             StorageError::Raced(why) => write!(f, "database race: {why}"),
+            StorageError::Internal(why) => write!(f, "internal error: {why}"),
         }
     }
 }

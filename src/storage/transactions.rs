@@ -12,8 +12,9 @@ use tokio_postgres::types::{ToSql, Type};
 use super::{
     StorageError,
     audit::{self, AuditEvent, AuditRecord},
-    batching::BatchHandler,
+    batching::{Answer, BatchHandler},
 };
+use crate::retry::FailureClass;
 
 /// A transaction recorded earlier: enough to tell a duplicate from a conflict and to re-send
 /// the reply byte for byte.
@@ -124,7 +125,7 @@ impl BatchHandler for Lookups {
     type Input = Lookup;
     type Output = LookedUp;
 
-    async fn handle(&self, lookups: &[Lookup]) -> Result<Vec<LookedUp>, StorageError> {
+    async fn handle(&self, lookups: &[Lookup]) -> Result<Vec<Answer<Self>>, StorageError> {
         let client = self.0.get().await?;
         let ids: Vec<&str> = lookups
             .iter()
@@ -139,18 +140,20 @@ impl BatchHandler for Lookups {
             tokio::try_join!(find_all(&client, &ids), known_applications(&client, &prids))?;
         Ok(lookups
             .iter()
-            .map(|lookup| LookedUp {
-                existing: lookup
-                    .transaction_id
-                    .as_ref()
-                    .and_then(|id| recorded.get(id).cloned()),
-                known: lookup.prids.as_ref().map(|prids| {
-                    prids
-                        .iter()
-                        .filter(|prid| known.contains(*prid))
-                        .cloned()
-                        .collect()
-                }),
+            .map(|lookup| {
+                Ok(LookedUp {
+                    existing: lookup
+                        .transaction_id
+                        .as_ref()
+                        .and_then(|id| recorded.get(id).cloned()),
+                    known: lookup.prids.as_ref().map(|prids| {
+                        prids
+                            .iter()
+                            .filter(|prid| known.contains(*prid))
+                            .cloned()
+                            .collect()
+                    }),
+                })
             })
             .collect())
     }
@@ -163,13 +166,18 @@ impl BatchHandler for Stores {
     type Input = NewTransaction;
     type Output = StoreOutcome;
 
-    async fn handle(&self, news: &[NewTransaction]) -> Result<Vec<StoreOutcome>, StorageError> {
+    async fn handle(&self, news: &[NewTransaction]) -> Result<Vec<Answer<Self>>, StorageError> {
+        #[cfg(feature = "fault-injection")]
+        crate::fault::maybe_panic(news.iter().map(|new| new.transaction_id.as_str()));
         let mut client = self.0.get().await?;
         store_all(&mut client, news).await
     }
 }
 
 /// Stores `news` in one database transaction and answers each, in order, once it is committed.
+/// After the commit every stored request's answer is final: a failure to read back a duplicate's
+/// record (its row purged in between, the connection lost) fails that duplicate alone, to be
+/// retried from the top, never its committed neighbours.
 ///
 /// Transaction rows go first, in ID order: when a concurrent delivery of the same ID holds its
 /// row, the insert waits for that one to commit and then inserts nothing, so a race becomes a
@@ -179,7 +187,7 @@ impl BatchHandler for Stores {
 async fn store_all(
     client: &mut Client,
     news: &[NewTransaction],
-) -> Result<Vec<StoreOutcome>, StorageError> {
+) -> Result<Vec<Answer<Stores>>, StorageError> {
     let tx = client.transaction().await?;
     let mut seen = HashSet::with_capacity(news.len());
     let mut firsts: Vec<&NewTransaction> = news
@@ -209,8 +217,11 @@ async fn store_all(
         .filter(|(_, first)| !**first)
         .map(|(new, _)| new.transaction_id.as_str())
         .collect();
-    let recorded = find_all(&*client, &duplicate_ids).await?;
-    news.iter()
+    let recorded = find_all(&*client, &duplicate_ids)
+        .await
+        .map_err(|err| (err.class(), err.to_string()));
+    Ok(news
+        .iter()
         .zip(first_answers)
         .map(|(new, first)| {
             let id = new.transaction_id.as_str();
@@ -218,16 +229,24 @@ async fn store_all(
                 let newly_processed = newly_processed.get(id).copied().unwrap_or(0);
                 return Ok(StoreOutcome::Stored { newly_processed });
             }
-            match recorded.get(id) {
-                Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing.clone())),
-                // The other delivery's row vanished in between (retention purge): let the
-                // retry policy try again from the top.
-                None => Err(StorageError::Raced(
-                    "transaction record changed concurrently",
+            match &recorded {
+                Ok(recorded) => match recorded.get(id) {
+                    Some(existing) => Ok(StoreOutcome::AlreadyRecorded(existing.clone())),
+                    // The other delivery's row vanished in between (retention purge): let the
+                    // retry policy try again from the top.
+                    None => Err(StorageError::Raced(
+                        "transaction record changed concurrently",
+                    )),
+                },
+                Err((FailureClass::InfrastructureDown, why)) => {
+                    Err(StorageError::Unavailable(why.clone()))
+                }
+                Err(_) => Err(StorageError::Raced(
+                    "the recorded transaction could not be read back",
                 )),
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Inserts the transaction rows; returns the IDs actually inserted (not recorded before).

@@ -122,3 +122,60 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(broker.depth(REQUEST_QUEUE).await, 0);
     assert_eq!(broker.depth(DLQ).await, 0);
 }
+
+/// Copies of a transient request that asked to expire (a dead-letter copy, a copy parked in a
+/// retry tier) are persistent and carry no expiration: both are still there, unexpired, after
+/// the broker restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_copies_survive_a_broker_restart() {
+    let mut env = TestEnv::with_vars(&[
+        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "300ms"),
+        ("PREREG_SYNC__RETRY__DELAYS", "10m"),
+    ]);
+    env.spawn_app().await;
+    let ids = prids(1);
+    env.seed_applications(&ids).await;
+    let broker = env.broker().await;
+    let transient = |id: &str| {
+        properties(id, None)
+            .with_delivery_mode(1)
+            .with_expiration("5000".into())
+    };
+    broker
+        .publish(br#"{"id":"x"}"#, transient("tx-invalid"))
+        .await;
+    let lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE prereg.processed_prereg_list IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    broker
+        .publish(&request_body(&ids), transient("tx-parked"))
+        .await;
+    let tier = "prereg.reverse-sync.retry.10m";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.depth(DLQ).await < 1 || broker.depth(tier).await < 1 {
+        assert!(Instant::now() < deadline, "copies never published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    env.stop_app().await;
+    drop(broker);
+    rabbitmqctl(&["stop_app"]);
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    // Longer than the 5 s the publisher asked for.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let broker = env.broker().await;
+    for queue in [DLQ, tier] {
+        let copy = broker
+            .get(queue, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("the copy in {queue} survived the restart"));
+        assert_eq!(copy.properties.delivery_mode(), &Some(2));
+        assert_eq!(copy.properties.expiration(), &None);
+        assert_eq!(
+            header_str(&copy, "x-original-expiration").as_deref(),
+            Some("5000")
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub(super) struct Job {
     pub(super) identity: Identity,
     pub(super) publisher: Publisher,
     pub(super) started: Instant,
+    /// When the delivery arrived: the moment a first attempt judges the request's age against.
+    pub(super) received_at: DateTime<Utc>,
     /// Cancelled when this job finds the session's publishing channel closed: the dispatcher
     /// then ends the session and reconnects.
     pub(super) lost: CancellationToken,
@@ -67,6 +70,7 @@ impl Job {
             delivery,
             publisher,
             started: Instant::now(),
+            received_at: Utc::now(),
             lost,
         }
     }

@@ -196,7 +196,10 @@ impl Consumer {
                 let _ = channel
                     .basic_cancel(consumer.tag(), BasicCancelOptions::default())
                     .await;
-                let drained = tokio::time::timeout(self.shutdown_grace, async {
+                // The settle wait below comes out of the grace period, so the whole stop stays
+                // within it (orchestrators kill the process at their own deadline).
+                let drain = self.shutdown_grace.saturating_sub(SETTLE_FLUSH);
+                let drained = tokio::time::timeout(drain, async {
                     while tasks.join_next().await.is_some() {}
                     while suspect.join_next().await.is_some() {}
                 })
@@ -240,9 +243,8 @@ impl Consumer {
         permit: OwnedSemaphorePermit,
         cancel: CancellationToken,
     ) {
-        self.metrics.in_flight().inc();
+        let _counted = self.metrics.in_flight();
         self.handle(job, &cancel).await;
-        self.metrics.in_flight().dec();
         drop(permit);
     }
 
