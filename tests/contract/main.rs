@@ -117,24 +117,10 @@ async fn the_contract_holds_from_outside() {
             "request queue lacks {expected}: {requests}"
         );
     }
-    assert!(
-        listed(
-            "list_queues",
-            &vhost,
-            &["name", "type", "durable"],
-            "prereg.reverse-sync.dlq"
-        )
-        .ends_with("classic\ttrue")
-    );
-    assert!(
-        listed(
-            "list_queues",
-            &vhost,
-            &["name", "durable"],
-            "prereg.reverse-sync.replies"
-        )
-        .ends_with("true")
-    );
+    for queue in ["prereg.reverse-sync.dlq", "prereg.reverse-sync.replies"] {
+        let line = listed("list_queues", &vhost, &["name", "type", "durable"], queue);
+        assert!(line.ends_with("quorum\ttrue"), "{line}");
+    }
     for (queue, ttl) in [("10s", 10_000), ("1m", 60_000), ("5m", 300_000)] {
         let line = listed(
             "list_queues",
@@ -142,11 +128,17 @@ async fn the_contract_holds_from_outside() {
             &["name", "type", "arguments"],
             &format!("prereg.reverse-sync.retry.{queue}"),
         );
-        assert!(line.contains("classic"), "{line}");
+        assert!(line.contains("quorum"), "{line}");
         assert!(
             line.contains(&format!("{{\"x-message-ttl\",{ttl}}}")),
             "{line}"
         );
+        for expected in [
+            "{\"x-dead-letter-strategy\",\"at-least-once\"}",
+            "{\"x-overflow\",\"reject-publish\"}",
+        ] {
+            assert!(line.contains(expected), "{line}");
+        }
         assert!(
             line.contains("{\"x-dead-letter-exchange\",\"prereg.reverse-sync\"}"),
             "{line}"

@@ -129,7 +129,7 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_copies_survive_a_broker_restart() {
     let mut env = TestEnv::with_vars(&[
-        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "300ms"),
+        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "1s"),
         ("PREREG_SYNC__RETRY__DELAYS", "10m"),
     ]);
     env.spawn_app().await;

@@ -60,7 +60,7 @@ fn long(value: &str) -> AMQPValue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_are_persistent_and_never_carry_the_expiration() {
     let mut env = TestEnv::with_vars(&[
-        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "300ms"),
+        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "1s"),
         ("PREREG_SYNC__RETRY__DELAYS", "1s"),
     ]);
     env.spawn_app().await;
@@ -769,7 +769,7 @@ async fn shutdown_takes_at_most_the_grace_period() {
 async fn request_age_is_judged_once() {
     let mut env = TestEnv::with_vars(&[
         ("PREREG_SYNC__VALIDATION__MAX_REQUEST_AGE", "3s"),
-        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "300ms"),
+        ("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "1s"),
         ("PREREG_SYNC__RETRY__DELAYS", "1s,4s"),
     ]);
     env.spawn_app().await;
