@@ -184,34 +184,35 @@ async fn declares(
     }
 }
 
-/// Messages ready in `name` (a passive declaration).
+/// Messages ready in `name`.
 async fn depth(connection: &Connection, name: &str) -> anyhow::Result<u32> {
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let declared = channel(connection)
+    let queue = passive(connection, name)
         .await?
-        .queue_declare(name.into(), options, FieldTable::default())
-        .await
         .with_context(|| format!("counting `{name}`"))?;
-    Ok(declared.message_count())
+    Ok(queue.message_count())
 }
 
 async fn exists(connection: &Connection, name: &str) -> anyhow::Result<bool> {
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let declared = channel(connection)
-        .await?
-        .queue_declare(name.into(), options, FieldTable::default())
-        .await;
-    match declared {
+    match passive(connection, name).await? {
         Ok(_) => Ok(true),
         Err(err) if topology::is_soft(&err, AMQPSoftError::NOTFOUND) => Ok(false),
         Err(err) => Err(err).with_context(|| format!("looking for `{name}`")),
     }
+}
+
+/// A passive declaration: the queue as it is, or the broker's refusal (`NOT_FOUND` when absent).
+async fn passive(
+    connection: &Connection,
+    name: &str,
+) -> anyhow::Result<Result<lapin::Queue, lapin::Error>> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    Ok(channel(connection)
+        .await?
+        .queue_declare(name.into(), options, FieldTable::default())
+        .await)
 }
 
 fn is_precondition_failed(err: &anyhow::Error) -> bool {

@@ -144,10 +144,7 @@ async fn serial_copies_survive_a_broker_restart() {
     broker
         .publish(br#"{"id":"x"}"#, transient("tx-invalid"))
         .await;
-    let lock = env.db().await;
-    lock.batch_execute("BEGIN; LOCK TABLE prereg.processed_prereg_list IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = env.lock_processed_table().await;
     broker
         .publish(&request_body(&ids), transient("tx-parked"))
         .await;

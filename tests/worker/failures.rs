@@ -11,17 +11,6 @@ use std::{
 
 use crate::{helpers::*, proxy::*};
 
-/// Holds an ACCESS EXCLUSIVE lock on the processed table: every store times out (SQLSTATE
-/// 57014, transient) until the returned transaction is committed.
-async fn lock_processed_table(env: &TestEnv) -> tokio_postgres::Client {
-    let client = env.db().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE prereg.processed_prereg_list IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    client
-}
-
 fn short_statement_timeout() -> TestEnv {
     TestEnv::with_vars(&[("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "400ms")])
 }
@@ -35,7 +24,7 @@ async fn a_transient_failure_succeeds_through_retries() {
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
 
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     broker
         .publish(
             &request_body(&ids),
@@ -89,7 +78,7 @@ async fn a_persistent_transient_failure_is_dead_lettered_after_the_whole_budget(
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
 
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     let body = request_body(&ids);
     broker
         .publish(&body, properties("tx-doomed", Some(&replies)))

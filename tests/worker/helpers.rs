@@ -239,6 +239,19 @@ impl TestEnv {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Holds an ACCESS EXCLUSIVE lock on the processed table until the returned client ends
+    /// its transaction: every store waits (and times out under a short statement timeout).
+    pub async fn lock_processed_table(&self) -> tokio_postgres::Client {
+        let client = self.db().await;
+        client
+            .batch_execute(
+                "BEGIN; LOCK TABLE prereg.processed_prereg_list IN ACCESS EXCLUSIVE MODE",
+            )
+            .await
+            .unwrap();
+        client
+    }
+
     pub async fn db(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(
             &format!("host=127.0.0.1 user=postgres dbname={}", self.database),

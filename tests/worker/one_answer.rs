@@ -18,16 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-/// Holds an ACCESS EXCLUSIVE lock on the processed table until the client commits.
-async fn lock_processed_table(env: &TestEnv) -> tokio_postgres::Client {
-    let client = env.db().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE prereg.processed_prereg_list IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    client
-}
-
 async fn wait_for_metric(env: &TestEnv, sample: &str, at_least: f64, limit: Duration) {
     let deadline = Instant::now() + limit;
     while env.metric(sample).await < at_least {
@@ -78,7 +68,7 @@ async fn copies_are_persistent_and_never_carry_the_expiration() {
         .publish(br#"{"id":"x"}"#, transient("tx-invalid"))
         .await;
     // A store that keeps failing: a retry-tier copy, then the dead-letter copy.
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     broker
         .publish(&request_body(&ids), transient("tx-failing"))
         .await;
@@ -683,7 +673,7 @@ async fn in_flight_is_not_leaked_by_aborted_deliveries() {
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     for (i, prid) in ids.iter().enumerate() {
         broker
             .publish(
@@ -742,7 +732,7 @@ async fn shutdown_takes_at_most_the_grace_period() {
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
     // Stores and the job's next chunk both wait on this lock, far past the grace period.
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     for (i, prid) in ids.iter().enumerate() {
         broker
             .publish(
@@ -781,7 +771,7 @@ async fn request_age_is_judged_once() {
     let body = String::from_utf8(request_body(&ids))
         .unwrap()
         .replace(REQUEST_TIME, &now);
-    let lock = lock_processed_table(&env).await;
+    let lock = env.lock_processed_table().await;
     broker
         .publish(body.as_bytes(), properties("tx-aging", Some(&replies)))
         .await;
