@@ -1,6 +1,6 @@
 //! The contract checked from outside, with a different AMQP client (amqprs) and rabbitmqctl:
 //! names, property values, header keys and types, JSON field spelling and error codes must
-//! match CONTRACT.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
+//! match docs/contract.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
 
 #[allow(dead_code)]
 #[path = "../worker/helpers.rs"]
