@@ -10,6 +10,7 @@ mod hostile_input;
 mod idempotency;
 mod least_privilege;
 mod lifecycle;
+mod metric_names;
 mod operations;
 mod secrets_in_logs;
 mod store;
