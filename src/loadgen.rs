@@ -52,9 +52,31 @@ pub struct LoadgenReport {
     pub latency_p99: Duration,
 }
 
+impl LoadgenReport {
+    fn elapsed_secs(&self) -> f64 {
+        self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// The figures of the text line, for `--json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let secs = self.elapsed_secs();
+        serde_json::json!({
+            "requests": self.requests,
+            "prids": self.prids,
+            "acks": self.acks,
+            "errors": self.errors,
+            "elapsed_seconds": secs,
+            "messages_per_second": self.requests as f64 / secs,
+            "prids_per_second": self.prids as f64 / secs,
+            "latency_p50_ms": self.latency_p50.as_secs_f64() * 1e3,
+            "latency_p99_ms": self.latency_p99.as_secs_f64() * 1e3,
+        })
+    }
+}
+
 impl fmt::Display for LoadgenReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let secs = self.elapsed_secs();
         write!(
             f,
             "requests={} prids={} acks={} errors={} elapsed={:.2}s messages/s={:.0} prids/s={:.0} latency_p50={:.1}ms latency_p99={:.1}ms",

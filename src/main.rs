@@ -7,7 +7,7 @@ use prereg_sync::cli::Cli;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match Cli::parse().execute().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(completion) => std::process::ExitCode::from(completion.exit_code()),
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
