@@ -3,6 +3,7 @@
 
 mod helpers;
 mod proxy;
+mod schemas;
 
 mod consumed_job;
 mod failures;
