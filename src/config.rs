@@ -30,6 +30,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub consumed_job: ConsumedJobSettings,
+    #[serde(default)]
+    pub report: ReportSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,21 @@ pub struct ConsumedJobSettings {
     pub chunk_size: usize,
     /// Written to `upd_by` of the rows the job archives (MOSIP's own job uses `prereg`).
     pub app_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// When set, `run` logs the day before's end-of-day report on this schedule (UTC) and
+    /// records the run in the audit trail. Off by default.
+    #[serde(default, deserialize_with = "optional_cron_schedule")]
+    pub schedule: Option<cron::Schedule>,
+}
+
+fn optional_cron_schedule<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<cron::Schedule>, D::Error> {
+    cron_schedule(d).map(Some)
 }
 
 /// A six-field cron expression; the seven-field form (with year) is accepted too.
@@ -349,6 +366,10 @@ mod tests {
         assert!(settings.consumed_job.enabled);
         assert_eq!(settings.consumed_job.chunk_size, 500);
         assert_eq!(settings.consumed_job.schedule.source(), "0 0 0 * * *");
+        assert!(
+            settings.report.schedule.is_none(),
+            "the report is off by default"
+        );
     }
 
     #[test]

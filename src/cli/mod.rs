@@ -4,6 +4,7 @@
 mod dlq;
 mod jobs;
 mod probe;
+mod report;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -116,6 +117,8 @@ enum Command {
         #[command(subcommand)]
         command: jobs::MaintenanceCommand,
     },
+    /// The end-of-day summary per UTC day, from the audit trail and the job runs.
+    Report(report::ReportArgs),
     /// Inspect, replay, delete and archive dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -172,6 +175,7 @@ impl Cli {
             }
             Command::ConsumedJob { command } => command.execute(&settings).await?,
             Command::Maintenance { command } => command.execute(&settings).await?,
+            Command::Report(args) => args.execute(&settings).await?,
             Command::Dlq { command } => command.execute(&settings, json).await?,
             Command::Loadgen {
                 requests,
