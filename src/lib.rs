@@ -41,6 +41,7 @@ pub mod jobs;
 pub mod loadgen;
 pub mod message;
 pub mod processor;
+pub mod progress;
 pub mod retry;
 pub mod startup;
 pub mod storage;

@@ -23,6 +23,7 @@ use crate::{
     amqp,
     config::Settings,
     message::{format_timestamp, prid},
+    progress::Progress,
     storage,
 };
 
@@ -38,6 +39,8 @@ pub struct LoadgenOptions {
     pub seed: bool,
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Counts replies as they arrive.
+    pub progress: Progress,
 }
 
 #[derive(Debug)]
@@ -195,7 +198,13 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         .context("consuming replies")?;
 
     let started = Instant::now();
-    let collector = tokio::spawn(collect_replies(replies, options.requests, options.timeout));
+    options.progress.set_total(options.requests as u64);
+    let collector = tokio::spawn(collect_replies(
+        replies,
+        options.requests,
+        options.timeout,
+        options.progress.clone(),
+    ));
     let mut sent_at = Vec::with_capacity(options.requests);
     let interval = options
         .rate
@@ -235,6 +244,7 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         .await
         .context("waiting for confirms")?;
     let received = collector.await.context("reply collector")??;
+    options.progress.finish();
     let elapsed = received
         .values()
         .map(|(at, _)| *at)
@@ -275,6 +285,7 @@ async fn collect_replies(
     mut replies: lapin::Consumer,
     expected: usize,
     timeout: Duration,
+    progress: Progress,
 ) -> anyhow::Result<HashMap<usize, (Instant, bool)>> {
     let mut received = HashMap::with_capacity(expected);
     let deadline = tokio::time::sleep(timeout);
@@ -295,8 +306,11 @@ async fn collect_replies(
             .kind()
             .as_ref()
             .is_some_and(|k| k.as_str() == "ack");
-        if let Some(index) = index {
-            received.entry(index).or_insert((Instant::now(), ok));
+        if let Some(index) = index
+            && !received.contains_key(&index)
+        {
+            received.insert(index, (Instant::now(), ok));
+            progress.inc(1);
         }
     }
     Ok(received)

@@ -9,6 +9,7 @@ use super::Output;
 use crate::{
     config::Settings,
     dlq::{self, Filter, ListOptions, ReplayOptions, archive},
+    progress::Progress,
 };
 
 #[derive(Debug, Args)]
@@ -170,6 +171,7 @@ impl DlqCommand {
                     limit,
                     rate,
                     dry_run,
+                    progress: Progress::new(!json && !dry_run, "dlq replay"),
                 };
                 let summary = match from_file {
                     Some(file) => archive::replay_file(settings, &options, &file).await?,
@@ -192,7 +194,9 @@ impl DlqCommand {
                 if !dry_run {
                     filter.require_filter_or_all(all, "dlq delete")?;
                 }
-                let summary = dlq::delete(settings, &filter.into(), limit, dry_run).await?;
+                let progress = Progress::new(!json && !dry_run, "dlq delete");
+                let summary =
+                    dlq::delete(settings, &filter.into(), limit, dry_run, &progress).await?;
                 let verb = if dry_run { "dry run" } else { "deleted" };
                 summary_output(verb, dry_run, &summary)
             }
@@ -201,7 +205,9 @@ impl DlqCommand {
                 filter,
                 limit,
             } => {
-                let written = archive::export(settings, &filter.into(), limit, &file).await?;
+                let progress = Progress::new(!json, "dlq export");
+                let written =
+                    archive::export(settings, &filter.into(), limit, &file, &progress).await?;
                 Output::new(
                     format!("exported {written} message(s) to {}", file.display()),
                     serde_json::json!({ "exported": written, "file": file }),

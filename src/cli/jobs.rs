@@ -11,6 +11,7 @@ use crate::{
         consumed::{self, ConsumedJob, RunStatus, Trigger},
         maintenance::{self, MIN_AGE, Purge},
     },
+    progress::Progress,
     storage,
     telemetry::Metrics,
 };
@@ -29,13 +30,14 @@ pub enum ConsumedJobCommand {
 }
 
 impl ConsumedJobCommand {
-    pub(super) async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
+    pub(super) async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         let pool = storage::build_pool(&settings.database)?;
         match self {
             ConsumedJobCommand::Run => {
                 let job = &settings.consumed_job;
                 let job =
-                    ConsumedJob::new(pool, job.chunk_size, job.app_id.clone(), Metrics::new());
+                    ConsumedJob::new(pool, job.chunk_size, job.app_id.clone(), Metrics::new())
+                        .with_progress(Progress::new(!json, "consumed-job run"));
                 let Some(report) = job.run(Trigger::Command).await? else {
                     return Output::new(
                         "skipped: another replica is running the consumed-status job",

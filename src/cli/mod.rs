@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Settings,
     loadgen::{self, LoadgenOptions},
+    progress::Progress,
     startup::Application,
     storage::{self, migrate},
     telemetry,
@@ -173,7 +174,7 @@ impl Cli {
                     serde_json::json!({ "applied": applied }),
                 )?
             }
-            Command::ConsumedJob { command } => command.execute(&settings).await?,
+            Command::ConsumedJob { command } => command.execute(&settings, json).await?,
             Command::Maintenance { command } => command.execute(&settings).await?,
             Command::Report(args) => args.execute(&settings).await?,
             Command::Dlq { command } => command.execute(&settings, json).await?,
@@ -190,6 +191,7 @@ impl Cli {
                     seed: seed_fake_applications,
                     rate,
                     timeout,
+                    progress: Progress::new(!json, "loadgen replies"),
                 };
                 let report = loadgen::run(&settings, &options).await?;
                 Output::new(report.to_string(), report.to_json())?

@@ -13,6 +13,7 @@ mod least_privilege;
 mod lifecycle;
 mod metric_names;
 mod operations;
+mod progress;
 mod report;
 mod secrets_in_logs;
 mod store;
