@@ -131,16 +131,11 @@ impl MaintenanceCommand {
         );
         let pool = storage::build_pool(&settings.database)?;
         let older_than = humantime::format_duration(args.older_than).to_string();
-        let (verb, rows) = if args.dry_run {
-            (
-                "would delete",
-                maintenance::count(&pool, what, args.older_than).await?,
-            )
+        let rows = maintenance::purge(&pool, what, args.older_than, args.dry_run).await?;
+        let verb = if args.dry_run {
+            "would delete"
         } else {
-            (
-                "deleted",
-                maintenance::purge(&pool, what, args.older_than).await?,
-            )
+            "deleted"
         };
         Output::new(
             format!("{verb} {rows} {name} older than {older_than}"),

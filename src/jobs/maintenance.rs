@@ -42,35 +42,28 @@ fn cutoff(older_than: std::time::Duration) -> anyhow::Result<chrono::NaiveDateTi
         - chrono::Duration::from_std(older_than).context("--older-than is too large")?)
 }
 
-/// How many rows a purge with this age would delete (`--dry-run`).
-pub async fn count(
-    pool: &Pool,
-    what: Purge,
-    older_than: std::time::Duration,
-) -> anyhow::Result<u64> {
-    let (table, column) = what.table_and_column();
-    let cutoff = cutoff(older_than)?;
-    let client = pool.get().await.context("connecting to the database")?;
-    let rows: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE {column} < $1"),
-            &[&cutoff],
-        )
-        .await
-        .with_context(|| format!("counting {table}"))?
-        .get(0);
-    Ok(rows.unsigned_abs())
-}
-
-/// Deletes rows older than `older_than`, `BATCH` at a time; returns how many went.
+/// Deletes rows older than `older_than`, `BATCH` at a time, and returns how many went; with
+/// `dry_run`, counts the rows it would delete and deletes nothing.
 pub async fn purge(
     pool: &Pool,
     what: Purge,
     older_than: std::time::Duration,
+    dry_run: bool,
 ) -> anyhow::Result<u64> {
     let (table, column) = what.table_and_column();
     let cutoff = cutoff(older_than)?;
     let client = pool.get().await.context("connecting to the database")?;
+    if dry_run {
+        let rows: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE {column} < $1"),
+                &[&cutoff],
+            )
+            .await
+            .with_context(|| format!("counting {table}"))?
+            .get(0);
+        return Ok(rows.unsigned_abs());
+    }
     let sql = format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
     );
