@@ -13,7 +13,6 @@
 # Run (the full local stack is in docker-compose.yml: `docker compose up`):
 #
 #   docker run --rm -p 127.0.0.1:9464:9464 \
-#       -e PREREG_SYNC__HTTP__LISTEN=0.0.0.0:9464 \
 #       -e AMQP_URL=amqp://user:pass@rabbitmq:5672/%2f \
 #       -e DATABASE_URL_FILE=/run/secrets/database_url \
 #       prereg-sync:dev            # default command: `run`
@@ -23,13 +22,17 @@
 # Notes:
 # * The app reads config/default.toml (and config/$PREREG_SYNC_ENV.toml) from
 #   its working directory, /app; both config/ and sql/ are copied there.
-# * http.listen defaults to 127.0.0.1:9464, which is unreachable from outside
-#   the container: set PREREG_SYNC__HTTP__LISTEN=0.0.0.0:9464 when you need
-#   /metrics, /healthz or /readyz from outside (compose does).
+# * The image listens on 0.0.0.0:9464 (the binary's default, 127.0.0.1, is
+#   unreachable from outside the container: a Kubernetes probe or a Prometheus
+#   scrape on the pod IP would fail) and logs JSON lines for log pipelines.
+#   Both are environment defaults: override PREREG_SYNC__HTTP__LISTEN and
+#   PREREG_SYNC__LOG__FORMAT to change them.
 # * The process runs as uid/gid 10001 and writes nothing to disk, so the
 #   container can run with a read-only root filesystem.
-# * No HEALTHCHECK: probe GET /healthz (liveness) and /readyz (readiness) from
-#   the orchestrator instead.
+# * HEALTHCHECK runs `prereg-sync probe` (GET /readyz on the worker's own
+#   port; the image has no HTTP client). Kubernetes: an exec probe with
+#   `prereg-sync probe` (readiness) and `prereg-sync probe --path /healthz`
+#   (liveness), or httpGet probes on port 9464.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -94,8 +97,15 @@ COPY sql ./sql
 
 USER 10001:10001
 
-# Metrics / health HTTP server (see PREREG_SYNC__HTTP__LISTEN above).
+# Reachable metrics and health endpoints, and logs for a pipeline (see Notes).
+ENV PREREG_SYNC__HTTP__LISTEN=0.0.0.0:9464 \
+    PREREG_SYNC__LOG__FORMAT=json
+# Metrics / health HTTP server.
 EXPOSE 9464
+# Ready = consuming, database reachable, broker not blocked. start-period
+# covers migrations and the first connection.
+HEALTHCHECK --interval=15s --timeout=6s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/prereg-sync", "probe"]
 
 # The worker drains in-flight messages on SIGTERM (30 s grace); give it
 # longer than that before SIGKILL (compose: stop_grace_period: 40s).

@@ -30,6 +30,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub consumed_job: ConsumedJobSettings,
+    #[serde(default)]
+    pub report: ReportSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,21 @@ pub struct ConsumedJobSettings {
     pub chunk_size: usize,
     /// Written to `upd_by` of the rows the job archives (MOSIP's own job uses `prereg`).
     pub app_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// When set, `run` logs the day before's end-of-day report on this schedule (UTC) and
+    /// records the run in the audit trail. Off by default.
+    #[serde(default, deserialize_with = "optional_cron_schedule")]
+    pub schedule: Option<cron::Schedule>,
+}
+
+fn optional_cron_schedule<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<cron::Schedule>, D::Error> {
+    cron_schedule(d).map(Some)
 }
 
 /// A six-field cron expression; the seven-field form (with year) is accepted too.
@@ -292,19 +309,21 @@ fn environment_layer(vars: HashMap<String, String>) -> config::Environment {
         .source(Some(vars.into_iter().collect()))
 }
 
-/// `NAME` wins over `NAME_FILE`; a file's trailing newline is not part of the URL.
+/// `NAME` or `NAME_FILE`; a file's trailing newline is not part of the URL. Both set is refused:
+/// which one wins would be a silent guess, and the losing one is usually the intended secret.
 fn url_from_env(
     variable: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    if let Some(url) = env(variable) {
-        return Ok(Some(url));
-    }
-    let Some(path) = env(&format!("{variable}_FILE")) else {
-        return Ok(None);
+    let file_variable = format!("{variable}_FILE");
+    let Some(path) = env(&file_variable) else {
+        return Ok(env(variable));
     };
+    if env(variable).is_some() {
+        anyhow::bail!("both {variable} and {file_variable} are set: set only one");
+    }
     let url = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {variable}_FILE ({path})"))?;
+        .with_context(|| format!("reading {file_variable} ({path})"))?;
     Ok(Some(url.trim_end().to_owned()))
 }
 
@@ -347,6 +366,10 @@ mod tests {
         assert!(settings.consumed_job.enabled);
         assert_eq!(settings.consumed_job.chunk_size, 500);
         assert_eq!(settings.consumed_job.schedule.source(), "0 0 0 * * *");
+        assert!(
+            settings.report.schedule.is_none(),
+            "the report is off by default"
+        );
     }
 
     #[test]
@@ -365,6 +388,20 @@ mod tests {
         let settings = load(&[("AMQP_URL_FILE", path.to_str().unwrap())]).unwrap();
         assert_eq!(settings.amqp.url.expose_secret(), "amqp://a:b@h/v");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_url_and_its_file_variable_together_are_refused() {
+        for variable in ["AMQP_URL", "DATABASE_URL"] {
+            let file_variable = format!("{variable}_FILE");
+            let err = load(&[(variable, "x://secret@h"), (&file_variable, "/nonexistent")])
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!("both {variable} and {file_variable} are set: set only one")
+            );
+        }
     }
 
     #[test]

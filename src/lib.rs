@@ -3,7 +3,7 @@
 //! The registration processor publishes batches of consumed pre-registration IDs (PRIDs) to
 //! RabbitMQ; prereg-sync validates them, stores them idempotently by transaction ID in the
 //! pre-registration PostgreSQL database, and answers on a reply queue. The external contract
-//! (topology, formats, error codes, tables) is `CONTRACT.md`, summarised in the README.
+//! (topology, formats, error codes, tables) is `docs/contract.md`, summarised in the README.
 //!
 //! # Layout
 //! - [`config`]: layered settings (files, `AMQP_URL`/`DATABASE_URL`, `PREREG_SYNC__*`), secrets
@@ -41,6 +41,7 @@ pub mod jobs;
 pub mod loadgen;
 pub mod message;
 pub mod processor;
+pub mod progress;
 pub mod retry;
 pub mod startup;
 pub mod storage;

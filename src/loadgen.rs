@@ -23,6 +23,7 @@ use crate::{
     amqp,
     config::Settings,
     message::{format_timestamp, prid},
+    progress::Progress,
     storage,
 };
 
@@ -38,6 +39,8 @@ pub struct LoadgenOptions {
     pub seed: bool,
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Counts replies as they arrive.
+    pub progress: Progress,
 }
 
 #[derive(Debug)]
@@ -52,9 +55,31 @@ pub struct LoadgenReport {
     pub latency_p99: Duration,
 }
 
+impl LoadgenReport {
+    fn elapsed_secs(&self) -> f64 {
+        self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// The figures of the text line, for `--json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let secs = self.elapsed_secs();
+        serde_json::json!({
+            "requests": self.requests,
+            "prids": self.prids,
+            "acks": self.acks,
+            "errors": self.errors,
+            "elapsed_seconds": secs,
+            "messages_per_second": self.requests as f64 / secs,
+            "prids_per_second": self.prids as f64 / secs,
+            "latency_p50_ms": self.latency_p50.as_secs_f64() * 1e3,
+            "latency_p99_ms": self.latency_p99.as_secs_f64() * 1e3,
+        })
+    }
+}
+
 impl fmt::Display for LoadgenReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let secs = self.elapsed_secs();
         write!(
             f,
             "requests={} prids={} acks={} errors={} elapsed={:.2}s messages/s={:.0} prids/s={:.0} latency_p50={:.1}ms latency_p99={:.1}ms",
@@ -173,7 +198,13 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         .context("consuming replies")?;
 
     let started = Instant::now();
-    let collector = tokio::spawn(collect_replies(replies, options.requests, options.timeout));
+    options.progress.set_total(options.requests as u64);
+    let collector = tokio::spawn(collect_replies(
+        replies,
+        options.requests,
+        options.timeout,
+        options.progress.clone(),
+    ));
     let mut sent_at = Vec::with_capacity(options.requests);
     let interval = options
         .rate
@@ -213,6 +244,7 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         .await
         .context("waiting for confirms")?;
     let received = collector.await.context("reply collector")??;
+    options.progress.finish();
     let elapsed = received
         .values()
         .map(|(at, _)| *at)
@@ -253,6 +285,7 @@ async fn collect_replies(
     mut replies: lapin::Consumer,
     expected: usize,
     timeout: Duration,
+    progress: Progress,
 ) -> anyhow::Result<HashMap<usize, (Instant, bool)>> {
     let mut received = HashMap::with_capacity(expected);
     let deadline = tokio::time::sleep(timeout);
@@ -273,8 +306,11 @@ async fn collect_replies(
             .kind()
             .as_ref()
             .is_some_and(|k| k.as_str() == "ack");
-        if let Some(index) = index {
-            received.entry(index).or_insert((Instant::now(), ok));
+        if let Some(index) = index
+            && !received.contains_key(&index)
+        {
+            received.insert(index, (Instant::now(), ok));
+            progress.inc(1);
         }
     }
     Ok(received)

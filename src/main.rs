@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(Cli::parse().execute()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(completion) => std::process::ExitCode::from(completion.exit_code()),
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE

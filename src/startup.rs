@@ -12,7 +12,10 @@ use crate::{
     config::Settings,
     health::Health,
     http,
-    jobs::{consumed::ConsumedJob, schedule::run_on_schedule},
+    jobs::{
+        consumed::ConsumedJob,
+        schedule::{report_on_schedule, run_on_schedule},
+    },
     processor::Processor,
     storage::{self, migrate},
     telemetry::Metrics,
@@ -31,6 +34,8 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     /// The consumed-status job and its schedule, when enabled; taken when the worker runs.
     scheduled_job: Option<(ConsumedJob, cron::Schedule)>,
+    /// The end-of-day report's schedule, when set.
+    report_schedule: Option<cron::Schedule>,
 }
 
 impl Application {
@@ -48,6 +53,7 @@ impl Application {
             http: http_settings,
             log: _,
             consumed_job,
+            report,
         } = settings;
         let pool = storage::build_pool(&database)?;
         let metrics = Metrics::new();
@@ -91,6 +97,7 @@ impl Application {
             outage_max_delay,
             shutdown_grace: worker.shutdown_grace,
             scheduled_job,
+            report_schedule: report.schedule,
         })
     }
 
@@ -152,6 +159,10 @@ impl Application {
             .scheduled_job
             .take()
             .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, stop_job.clone())));
+        let reporter = self.report_schedule.take().map(|schedule| {
+            let pool = self.consumer.processor().pool().clone();
+            tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))
+        });
         let grace = self.shutdown_grace;
         let job_stopped = async {
             let Some(mut scheduler) = scheduler else {
@@ -172,6 +183,10 @@ impl Application {
         };
         let (consumed, ()) = tokio::join!(consuming, job_stopped);
         probe.abort();
+        // A report reads a few aggregates: nothing to finish at shutdown.
+        if let Some(reporter) = reporter {
+            reporter.abort();
+        }
         consumed
     }
 }

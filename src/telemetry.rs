@@ -108,6 +108,15 @@ impl Default for Metrics {
     }
 }
 
+/// Buckets of `processing_duration_seconds`, up to the broker's 30 min `consumer_timeout`, the
+/// longest a delivery can be held (through an outage, retries, publish timeouts). The default
+/// buckets stop at 10 s: the "slower than 10 s" alert could never fire and quantiles went flat
+/// during outages.
+const PROCESSING_BUCKETS: [f64; 17] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0,
+];
+
 /// Registers a collector built from constant options (which cannot fail) and returns it.
 fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
@@ -190,10 +199,13 @@ impl Metrics {
             ),
             processing_seconds: register(
                 r,
-                Histogram::with_opts(HistogramOpts::new(
-                    "processing_duration_seconds",
-                    "Time from taking a delivery to acking it",
-                )),
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "processing_duration_seconds",
+                        "Time from taking a delivery to acking it",
+                    )
+                    .buckets(PROCESSING_BUCKETS.to_vec()),
+                ),
             ),
             batch_size: register(
                 r,

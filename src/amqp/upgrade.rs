@@ -30,7 +30,7 @@ use super::{
 use crate::config::AmqpSettings;
 
 /// What happened to one queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct QueueUpgrade {
     pub queue: String,
     /// False when the queue already had the right arguments (or did not exist yet).

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
+use super::Output;
 use crate::{
     config::Settings,
     dlq::{self, Filter, ListOptions, ReplayOptions, archive},
+    progress::Progress,
 };
 
 #[derive(Debug, Args)]
@@ -24,6 +26,24 @@ pub struct FilterArgs {
     /// Only messages that first failed before this time (RFC 3339, or a duration ago).
     #[arg(long, value_parser = dlq::parse_time)]
     until: Option<DateTime<Utc>>,
+}
+
+impl FilterArgs {
+    /// Refuses to act on the whole queue unless `--all` says so: a forgotten filter must not
+    /// replay or delete every dead letter.
+    fn require_filter_or_all(&self, all: bool, command: &str) -> anyhow::Result<()> {
+        let filtered = self.error_code.is_some()
+            || self.transaction_id.is_some()
+            || self.since.is_some()
+            || self.until.is_some();
+        match (filtered, all) {
+            (false, false) => anyhow::bail!(
+                "{command} without a filter acts on every message: add --all, or a filter"
+            ),
+            (true, true) => anyhow::bail!("{command}: --all and a filter exclude each other"),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl From<FilterArgs> for Filter {
@@ -46,9 +66,6 @@ pub enum DlqCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         /// Count per error code instead of rows (scans the whole queue).
         #[arg(long)]
         group: bool,
@@ -63,10 +80,14 @@ pub enum DlqCommand {
         #[arg(long)]
         show_ids: bool,
     },
-    /// Move matching messages back to their original exchange with a fresh retry budget.
+    /// Move matching messages back to their original exchange with a fresh retry budget
+    /// (requires a filter or --all).
     Replay {
         #[command(flatten)]
         filter: FilterArgs,
+        /// Every message: no filter (not needed with --from-file or --dry-run).
+        #[arg(long)]
+        all: bool,
         /// At most this many messages.
         #[arg(long)]
         limit: Option<usize>,
@@ -80,10 +101,13 @@ pub enum DlqCommand {
         #[arg(long)]
         from_file: Option<PathBuf>,
     },
-    /// Remove matching messages (requires --yes).
+    /// Remove matching messages (requires --yes, and a filter or --all).
     Delete {
         #[command(flatten)]
         filter: FilterArgs,
+        /// Every message: no filter (not needed with --dry-run).
+        #[arg(long)]
+        all: bool,
         /// At most this many messages.
         #[arg(long)]
         limit: Option<usize>,
@@ -108,12 +132,11 @@ pub enum DlqCommand {
 }
 
 impl DlqCommand {
-    pub async fn execute(self, settings: &Settings) -> anyhow::Result<String> {
+    pub(super) async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         match self {
             DlqCommand::List {
                 filter,
                 limit,
-                json,
                 group,
                 show_ids,
             } => {
@@ -124,34 +147,42 @@ impl DlqCommand {
                     group,
                     show_ids,
                 };
-                dlq::list(settings, &options).await
+                Ok(Output::verbatim(dlq::list(settings, &options).await?))
             }
             DlqCommand::Show {
                 transaction_id,
                 show_ids,
-            } => dlq::show(settings, &transaction_id, show_ids).await,
+            } => Ok(Output::verbatim(
+                dlq::show(settings, &transaction_id, show_ids).await?,
+            )),
             DlqCommand::Replay {
                 filter,
+                all,
                 limit,
                 rate,
                 dry_run,
                 from_file,
             } => {
+                if !dry_run && from_file.is_none() {
+                    filter.require_filter_or_all(all, "dlq replay")?;
+                }
                 let options = ReplayOptions {
                     filter: filter.into(),
                     limit,
                     rate,
                     dry_run,
+                    progress: Progress::new(!json && !dry_run, "dlq replay"),
                 };
                 let summary = match from_file {
                     Some(file) => archive::replay_file(settings, &options, &file).await?,
                     None => dlq::replay(settings, &options).await?,
                 };
                 let verb = if dry_run { "dry run" } else { "replayed" };
-                Ok(format!("{verb}: {summary}"))
+                summary_output(verb, dry_run, &summary)
             }
             DlqCommand::Delete {
                 filter,
+                all,
                 limit,
                 dry_run,
                 yes,
@@ -160,21 +191,34 @@ impl DlqCommand {
                     dry_run || yes,
                     "dlq delete removes messages: add --yes (or --dry-run)"
                 );
-                let summary = dlq::delete(settings, &filter.into(), limit, dry_run).await?;
+                if !dry_run {
+                    filter.require_filter_or_all(all, "dlq delete")?;
+                }
+                let progress = Progress::new(!json && !dry_run, "dlq delete");
+                let summary =
+                    dlq::delete(settings, &filter.into(), limit, dry_run, &progress).await?;
                 let verb = if dry_run { "dry run" } else { "deleted" };
-                Ok(format!("{verb}: {summary}"))
+                summary_output(verb, dry_run, &summary)
             }
             DlqCommand::Export {
                 file,
                 filter,
                 limit,
             } => {
-                let written = archive::export(settings, &filter.into(), limit, &file).await?;
-                Ok(format!(
-                    "exported {written} message(s) to {}",
-                    file.display()
-                ))
+                let progress = Progress::new(!json, "dlq export");
+                let written =
+                    archive::export(settings, &filter.into(), limit, &file, &progress).await?;
+                Output::new(
+                    format!("exported {written} message(s) to {}", file.display()),
+                    serde_json::json!({ "exported": written, "file": file }),
+                )
             }
         }
     }
+}
+
+fn summary_output(verb: &str, dry_run: bool, summary: &dlq::Summary) -> anyhow::Result<Output> {
+    let mut json = serde_json::to_value(summary)?;
+    json["dry_run"] = dry_run.into();
+    Output::new(format!("{verb}: {summary}"), json)
 }

@@ -1,28 +1,93 @@
-//! The command line: `run` (default), `migrate`, `upgrade-queues`, `consumed-job …`,
-//! `maintenance …`, `dlq …`, `loadgen`.
+//! The command line: `run` (default), `migrate`, `upgrade-queues`, `dlq …`, `consumed-job …`,
+//! `maintenance …`, `report`, `loadgen`, `probe`; what each prints (text, or JSON with
+//! `--json`) and its exit status.
 
 mod dlq;
 mod jobs;
+mod probe;
+mod report;
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
     config::Settings,
     loadgen::{self, LoadgenOptions},
+    progress::Progress,
     startup::Application,
     storage::{self, migrate},
     telemetry,
 };
 
+/// The exit statuses, for scripts; printed by `--help`.
+const EXIT_STATUS_HELP: &str = "Exit status:
+  0  success
+  1  failure: one line `error: …` on stderr (configuration, connection, a probe not answered 200, …)
+  2  usage error: unknown command or argument
+  3  partial success: the work ran but not all of it succeeded (a PARTIAL consumed-job run)";
+
+/// What a command achieved, mapped to its exit status by `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Exit status 0.
+    Done,
+    /// Exit status 3: the run finished, but part of its work failed.
+    Partial,
+}
+
+impl Completion {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Completion::Done => 0,
+            Completion::Partial => 3,
+        }
+    }
+}
+
+/// What a command prints: text for people and, unless the text already is what a script reads,
+/// the same facts as JSON (`--json`); and how complete the work was.
+struct Output {
+    text: String,
+    json: Option<serde_json::Value>,
+    completion: Completion,
+}
+
+impl Output {
+    fn new(text: impl Into<String>, json: impl Serialize) -> anyhow::Result<Output> {
+        Ok(Output {
+            text: text.into(),
+            json: Some(serde_json::to_value(json)?),
+            completion: Completion::Done,
+        })
+    }
+
+    /// Text printed as it is, with or without `--json` (it is JSON already when asked for).
+    fn verbatim(text: String) -> Output {
+        Output {
+            text,
+            json: None,
+            completion: Completion::Done,
+        }
+    }
+
+    fn print(self, json: bool) -> anyhow::Result<Completion> {
+        match self.json {
+            Some(value) if json => println!("{}", serde_json::to_string_pretty(&value)?),
+            _ => println!("{}", self.text),
+        }
+        Ok(self.completion)
+    }
+}
+
 /// prereg-sync: stores the pre-registration IDs MOSIP's registration processor reports as
 /// consumed, from RabbitMQ into PostgreSQL, idempotently by transaction ID.
 #[derive(Debug, Parser)]
-#[command(name = "prereg-sync", version, about)]
+#[command(name = "prereg-sync", version, about, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     /// Directory holding default.toml and $PREREG_SYNC_ENV.toml.
     #[arg(
@@ -32,6 +97,9 @@ pub struct Cli {
         env = "PREREG_SYNC_CONFIG_DIR"
     )]
     config_dir: PathBuf,
+    /// Print the result as JSON, for scripts (every command whose output a script would read).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -56,6 +124,8 @@ enum Command {
         #[command(subcommand)]
         command: jobs::MaintenanceCommand,
     },
+    /// The end-of-day summary per UTC day, from the audit trail and the job runs.
+    Report(report::ReportArgs),
     /// Inspect, replay, delete and archive dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -70,9 +140,10 @@ enum Command {
         /// PRIDs per request.
         #[arg(long, default_value_t = 10)]
         batch: usize,
-        /// First insert matching applicant_demographic rows so the PRIDs are known.
+        /// Test systems only: first INSERT fake rows for the generated PRIDs into the live
+        /// applicant_demographic table, so they count as known applications.
         #[arg(long)]
-        seed: bool,
+        seed_fake_applications: bool,
         /// Requests per second (default: as fast as confirms allow).
         #[arg(long)]
         rate: Option<f64>,
@@ -80,71 +151,90 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Ask this host's worker over HTTP whether it is ready (for a container HEALTHCHECK or an
+    /// exec probe): exit 0 when GET answers 200, 1 otherwise.
+    Probe {
+        /// `/readyz` (ready to consume) or `/healthz` (the process is alive).
+        #[arg(long, default_value = "/readyz", value_parser = ["/readyz", "/healthz"])]
+        path: String,
+    },
 }
 
 impl Cli {
-    pub async fn execute(self) -> anyhow::Result<()> {
+    pub async fn execute(self) -> anyhow::Result<Completion> {
         let settings = Settings::load(&self.config_dir)?;
         telemetry::init_logging(&settings.log);
-        match self.command.unwrap_or(Command::Run) {
-            Command::Run => run(settings).await,
+        let json = self.json;
+        let output = match self.command.unwrap_or(Command::Run) {
+            Command::Run => {
+                run(settings).await?;
+                return Ok(Completion::Done);
+            }
             Command::Migrate => {
                 let database = storage::Database::new(&settings.database)?;
                 let applied =
                     migrate::prepare_database(&database, settings.database.create_if_missing)
                         .await?;
-                println!("{applied} migration(s) applied; schema up to date");
-                Ok(())
+                Output::new(
+                    format!("{applied} migration(s) applied; schema up to date"),
+                    serde_json::json!({ "applied": applied }),
+                )?
             }
             Command::UpgradeQueues => {
                 let connection = amqp::connect(&settings.amqp).await?;
                 let upgraded =
-                    upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await?;
-                for queue in upgraded {
-                    let done = if queue.moved {
-                        "upgraded"
-                    } else {
-                        "up to date"
-                    };
-                    println!(
-                        "{}: {done}, {} message(s) moved",
-                        queue.queue, queue.messages
-                    );
-                }
+                    upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await;
                 let _ = connection.close(200, "upgraded".into()).await;
-                Ok(())
+                let upgraded = upgraded?;
+                let text = upgraded
+                    .iter()
+                    .map(|queue| {
+                        let done = if queue.moved {
+                            "upgraded"
+                        } else {
+                            "up to date"
+                        };
+                        format!(
+                            "{}: {done}, {} message(s) moved",
+                            queue.queue, queue.messages
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Output::new(text, &upgraded)?
             }
-            Command::ConsumedJob { command } => {
-                println!("{}", command.execute(&settings).await?);
-                Ok(())
-            }
-            Command::Maintenance { command } => {
-                println!("{}", command.execute(&settings).await?);
-                Ok(())
-            }
-            Command::Dlq { command } => {
-                println!("{}", command.execute(&settings).await?);
-                Ok(())
-            }
+            Command::ConsumedJob { command } => command.execute(&settings, json).await?,
+            Command::Maintenance { command } => command.execute(&settings).await?,
+            Command::Report(args) => args.execute(&settings).await?,
+            Command::Dlq { command } => command.execute(&settings, json).await?,
             Command::Loadgen {
                 requests,
                 batch,
-                seed,
+                seed_fake_applications,
                 rate,
                 timeout,
             } => {
                 let options = LoadgenOptions {
                     requests,
                     batch,
-                    seed,
+                    seed: seed_fake_applications,
                     rate,
                     timeout,
+                    progress: Progress::new(!json, "loadgen replies"),
                 };
                 let report = loadgen::run(&settings, &options).await?;
-                println!("{report}");
-                Ok(())
+                Output::new(report.to_string(), report.to_json())?
             }
-        }
+            Command::Probe { path } => {
+                let addr = probe::target(settings.http.listen);
+                let status = probe::probe(addr, &path).await?;
+                Output::new(
+                    format!("GET {path} on {addr}: {status}"),
+                    serde_json::json!({ "path": path, "address": addr, "status": status }),
+                )?
+            }
+        };
+        output.print(json)
     }
 }
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Auditor, Filter, ReplayOptions, Row, Summary, pace, queue::DeadLetterQueue, replay_target,
 };
-use crate::{amqp::headers, config::Settings, storage::audit::AuditEvent};
+use crate::{amqp::headers, config::Settings, progress::Progress, storage::audit::AuditEvent};
 
 /// One archived message.
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,7 @@ pub async fn export(
     filter: &Filter,
     limit: Option<usize>,
     file: &Path,
+    progress: &Progress,
 ) -> anyhow::Result<u64> {
     let handle = OpenOptions::new()
         .write(true)
@@ -48,8 +49,10 @@ pub async fn export(
     let queue = DeadLetterQueue::open(&settings.amqp).await?;
     let mut written = 0;
     let mut failure = None;
+    progress.set_total(queue.snapshot().await?.into());
     queue
         .inspect(|position, delivery| {
+            progress.inc(1);
             if !filter.matches(&Row::of(position, delivery, false)) {
                 return true;
             }
@@ -70,6 +73,7 @@ pub async fn export(
             written < limit
         })
         .await?;
+    progress.finish();
     queue.close().await;
     if let Some(err) = failure {
         return Err(err.context("writing the archive"));
@@ -114,6 +118,7 @@ pub async fn replay_file(
             .decode(&archived.body_base64)
             .context("decoding an archived body")?;
         summary.examined += 1;
+        options.progress.inc(1);
         let row = Row::from_parts(index as u64 + 1, &archived.properties, body.len());
         if !options.filter.matches(&row) || summary.matched >= limit {
             continue;
@@ -137,6 +142,7 @@ pub async fn replay_file(
         summary.acted += 1;
         auditor.message(&row, AuditEvent::Replayed).await?;
     }
+    options.progress.finish();
     if let Some((queue, auditor)) = target {
         auditor.run(AuditEvent::DlqReplayRun).await?;
         queue.close().await;

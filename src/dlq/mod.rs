@@ -19,6 +19,7 @@ use crate::{
     config::Settings,
     message::{TransactionId, envelope::parse_request_time},
     processor::registration_processor_id,
+    progress::Progress,
     storage::{
         self,
         audit::{self, AuditEvent, AuditRecord},
@@ -281,6 +282,8 @@ pub struct ReplayOptions {
     pub limit: Option<usize>,
     pub rate: Option<f64>,
     pub dry_run: bool,
+    /// Counts the messages examined.
+    pub progress: Progress,
 }
 
 /// What a replay or delete did.
@@ -311,6 +314,7 @@ pub async fn replay(settings: &Settings, options: &ReplayOptions) -> anyhow::Res
         options.limit,
         options.dry_run,
         Mode::Replay { rate: options.rate },
+        &options.progress,
     )
     .await
 }
@@ -321,8 +325,9 @@ pub async fn delete(
     filter: &Filter,
     limit: Option<usize>,
     dry_run: bool,
+    progress: &Progress,
 ) -> anyhow::Result<Summary> {
-    rework(settings, filter, limit, dry_run, Mode::Delete).await
+    rework(settings, filter, limit, dry_run, Mode::Delete, progress).await
 }
 
 enum Mode {
@@ -336,6 +341,7 @@ async fn rework(
     limit: Option<usize>,
     dry_run: bool,
     mode: Mode,
+    progress: &Progress,
 ) -> anyhow::Result<Summary> {
     let queue = DeadLetterQueue::open(&settings.amqp).await?;
     let mut summary = Summary::default();
@@ -365,8 +371,10 @@ async fn rework(
         Mode::Delete => None,
     };
     let mut walk = queue.walk().await?;
+    progress.set_total(walk.remaining().into());
     while let Some((position, delivery)) = walk.next().await? {
         summary.examined += 1;
+        progress.inc(1);
         let row = Row::of(position, &delivery, false);
         if !filter.matches(&row) || summary.matched >= limit {
             summary.kept += 1;
@@ -393,6 +401,7 @@ async fn rework(
         summary.acted += 1;
         auditor.message(&row, mode.message_event()).await?;
     }
+    progress.finish();
     auditor.run(mode.run_event()).await?;
     queue.close().await;
     Ok(summary)

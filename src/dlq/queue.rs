@@ -47,6 +47,11 @@ pub struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Messages of the snapshot not taken yet.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
     /// The next message of the snapshot with its position, or `None` at its end.
     pub async fn next(&mut self) -> anyhow::Result<Option<(u64, Delivery)>> {
         if self.remaining == 0 {

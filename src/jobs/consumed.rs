@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    progress::Progress,
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
@@ -94,6 +95,7 @@ pub struct ConsumedJob {
     chunk_size: i64,
     app_id: String,
     metrics: Metrics,
+    progress: Progress,
 }
 
 /// One pending PRID with the transaction that reported it (the only thing logs may show).
@@ -110,7 +112,14 @@ impl ConsumedJob {
             chunk_size,
             app_id,
             metrics,
+            progress: Progress::default(),
         }
+    }
+
+    /// Shows the PRIDs handled on `progress` (`consumed-job run` on a terminal).
+    pub fn with_progress(mut self, progress: Progress) -> ConsumedJob {
+        self.progress = progress;
+        self
     }
 
     /// Runs the job once. `Ok(None)` when another replica holds the job lock. When `stop` is
@@ -159,7 +168,21 @@ impl ConsumedJob {
             run_id,
             ..RunReport::default()
         };
+        if self.progress.is_shown() {
+            // The pending rows, through the partial index the job's chunks use too.
+            let pending: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM prereg.processed_prereg_list \
+                     WHERE status_comments = 'Processed by registration processor'",
+                    &[],
+                )
+                .await
+                .context("counting pending applications")?
+                .get(0);
+            self.progress.set_total(pending.unsigned_abs());
+        }
         let outcome = self.move_all(&mut client, &mut report, stop).await;
+        self.progress.finish();
         let status = match (&outcome, report.failed, report.selected) {
             (Err(_), _, _) => RunStatus::Failed,
             (Ok(()), 0, 0) => RunStatus::NothingToDo,
@@ -235,6 +258,7 @@ impl ConsumedJob {
                 }
             }
             tx.commit().await.context("committing a chunk")?;
+            self.progress.inc(chunk.len() as u64);
         }
     }
 

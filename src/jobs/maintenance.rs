@@ -8,6 +8,10 @@ use deadpool_postgres::Pool;
 /// Rows deleted per statement.
 const BATCH: i64 = 5_000;
 
+/// The youngest cutoff a purge accepts: a day keeps every row the worker may still need (a
+/// request held through the retry tiers and an outage, today's audit trail).
+pub const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A table with a retention command, and the timestamp column its age is measured by.
 #[derive(Debug, Clone, Copy)]
 pub enum Purge {
@@ -20,6 +24,10 @@ pub enum Purge {
 }
 
 impl Purge {
+    pub fn table(self) -> &'static str {
+        self.table_and_column().0
+    }
+
     fn table_and_column(self) -> (&'static str, &'static str) {
         match self {
             Purge::Interface => ("prereg.intf_processed_prereg_list", "cr_dtimes"),
@@ -29,16 +37,33 @@ impl Purge {
     }
 }
 
-/// Deletes rows older than `older_than`, `BATCH` at a time; returns how many went.
+fn cutoff(older_than: std::time::Duration) -> anyhow::Result<chrono::NaiveDateTime> {
+    Ok(Utc::now().naive_utc()
+        - chrono::Duration::from_std(older_than).context("--older-than is too large")?)
+}
+
+/// Deletes rows older than `older_than`, `BATCH` at a time, and returns how many went; with
+/// `dry_run`, counts the rows it would delete and deletes nothing.
 pub async fn purge(
     pool: &Pool,
     what: Purge,
     older_than: std::time::Duration,
+    dry_run: bool,
 ) -> anyhow::Result<u64> {
     let (table, column) = what.table_and_column();
-    let cutoff = Utc::now().naive_utc()
-        - chrono::Duration::from_std(older_than).context("--older-than is too large")?;
+    let cutoff = cutoff(older_than)?;
     let client = pool.get().await.context("connecting to the database")?;
+    if dry_run {
+        let rows: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE {column} < $1"),
+                &[&cutoff],
+            )
+            .await
+            .with_context(|| format!("counting {table}"))?
+            .get(0);
+        return Ok(rows.unsigned_abs());
+    }
     let sql = format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))"
     );

@@ -23,6 +23,8 @@ pub enum AuditEvent {
     DlqDeleteRun,
     /// One run of the consumed-status job; its outcome is the run status.
     ConsumedJobRun,
+    /// One scheduled end-of-day report (`report.schedule`).
+    DailyReport,
 }
 
 impl AuditEvent {
@@ -38,6 +40,7 @@ impl AuditEvent {
             AuditEvent::DlqReplayRun => "DLQ_REPLAY_RUN",
             AuditEvent::DlqDeleteRun => "DLQ_DELETE_RUN",
             AuditEvent::ConsumedJobRun => "CONSUMED_JOB_RUN",
+            AuditEvent::DailyReport => "DAILY_REPORT",
         }
     }
 
@@ -49,7 +52,8 @@ impl AuditEvent {
             | AuditEvent::Deleted
             | AuditEvent::DlqReplayRun
             | AuditEvent::DlqDeleteRun
-            | AuditEvent::ConsumedJobRun => "SUCCESS",
+            | AuditEvent::ConsumedJobRun
+            | AuditEvent::DailyReport => "SUCCESS",
             AuditEvent::ReplyUnroutable => "WARNING",
             AuditEvent::Rejected | AuditEvent::DeadLettered => "FAILURE",
         }

@@ -1,6 +1,6 @@
 //! The contract checked from outside, with a different AMQP client (amqprs) and rabbitmqctl:
 //! names, property values, header keys and types, JSON field spelling and error codes must
-//! match CONTRACT.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
+//! match docs/contract.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
 
 #[allow(dead_code)]
 #[path = "../worker/helpers.rs"]
@@ -29,6 +29,16 @@ async fn get(channel: &Channel, queue: &str) -> (BasicProperties, Vec<u8>) {
     loop {
         let args = BasicGetArguments::new(queue).no_ack(true).finish();
         if let Some((_, properties, body)) = channel.basic_get(args).await.unwrap() {
+            // A reply read by another client validates against its JSON Schema too.
+            let schema = match properties.message_type().map(String::as_str) {
+                Some("ack") => Some(&*helpers::SUCCESS_SCHEMA),
+                Some("error") => Some(&*helpers::ERROR_SCHEMA),
+                _ => None,
+            };
+            if let Some(schema) = schema {
+                let json = serde_json::from_slice(&body).expect("a reply is JSON");
+                helpers::assert_valid(schema, "a reply read with amqprs", &json);
+            }
             return (properties, body);
         }
         assert!(Instant::now() < deadline, "nothing arrived on {queue}");

@@ -226,7 +226,7 @@ async fn a_failing_prid_is_reported_and_left_pending() {
         .await
         .unwrap();
     let out = env.cli(&["consumed-job", "run"]);
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(3), "a PARTIAL run exits 3");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         stdout.contains(

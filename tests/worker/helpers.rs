@@ -7,11 +7,13 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use futures_util::StreamExt;
+use jsonschema::Validator;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties,
     message::Delivery,
@@ -451,7 +453,7 @@ impl Broker {
         self.confirm_all().await;
     }
 
-    /// Takes one message from `queue`, waiting up to `limit`.
+    /// Takes one message from `queue`, waiting up to `limit`; a reply must match its schema.
     pub async fn get(&self, queue: &str, limit: Duration) -> Option<Delivery> {
         let deadline = Instant::now() + limit;
         loop {
@@ -467,6 +469,7 @@ impl Broker {
                     .ack(BasicAckOptions::default())
                     .await
                     .unwrap();
+                check_reply(&message.delivery);
                 return Some(message.delivery);
             }
             if Instant::now() >= deadline {
@@ -476,7 +479,8 @@ impl Broker {
         }
     }
 
-    /// Takes `n` messages from `queue` within `limit`, panicking if fewer arrive.
+    /// Takes `n` messages from `queue` within `limit`, panicking if fewer arrive; replies must
+    /// match their schemas.
     pub async fn get_n(&self, queue: &str, n: usize, limit: Duration) -> Vec<Delivery> {
         let deadline = Instant::now() + limit;
         let mut out = Vec::with_capacity(n);
@@ -499,6 +503,7 @@ impl Broker {
                         .ack(BasicAckOptions::default())
                         .await
                         .unwrap();
+                    check_reply(&delivery);
                     out.push(delivery);
                 }
                 _ => panic!(
@@ -595,4 +600,40 @@ pub fn header_int(delivery: &Delivery, key: &str) -> Option<i64> {
 
 pub fn now_utc() -> chrono::NaiveDateTime {
     Utc::now().naive_utc()
+}
+
+// The JSON Schemas of schemas/ (tests/worker/schemas.rs checks them against the worker).
+
+fn load_schema(name: &str) -> Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
+    let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|err| panic!("{name}: {err}"))
+}
+
+pub static REQUEST_SCHEMA: LazyLock<Validator> = LazyLock::new(|| load_schema("request.json"));
+pub static SUCCESS_SCHEMA: LazyLock<Validator> =
+    LazyLock::new(|| load_schema("reply-success.json"));
+pub static ERROR_SCHEMA: LazyLock<Validator> = LazyLock::new(|| load_schema("reply-error.json"));
+
+pub fn assert_valid(validator: &Validator, what: &str, instance: &serde_json::Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what} fails its schema: {errors:?}");
+}
+
+/// A reply taken from a queue (AMQP `type` `ack` or `error`) validates against its schema;
+/// anything else (a dead-letter copy, a request) is not a reply and passes through.
+pub fn check_reply(delivery: &Delivery) {
+    let validator = match delivery.properties.kind().as_ref().map(|k| k.as_str()) {
+        Some("ack") => &*SUCCESS_SCHEMA,
+        Some("error") => &*ERROR_SCHEMA,
+        _ => return,
+    };
+    let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("a reply is JSON");
+    assert_valid(validator, "a received reply", &body);
 }

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod proxy;
+mod schemas;
 
 mod consumed_job;
 mod failures;
@@ -10,8 +11,11 @@ mod hostile_input;
 mod idempotency;
 mod least_privilege;
 mod lifecycle;
+mod metric_names;
 mod one_answer;
 mod operations;
+mod progress;
+mod report;
 mod secrets_in_logs;
 mod store;
 mod tls;

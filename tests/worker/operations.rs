@@ -200,8 +200,21 @@ async fn readiness_follows_the_database_and_liveness_stays() {
             .status()
             .as_u16()
     };
+    // `prereg-sync probe` (the container HEALTHCHECK) agrees with /readyz, by exit status.
+    let probe = |path: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_prereg-sync"))
+            .arg("--config-dir")
+            .arg(config_dir())
+            .args(["probe", "--path", path])
+            .env("PREREG_SYNC__HTTP__LISTEN", addr.to_string())
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
     assert_eq!(status("/readyz").await, 200);
     assert_eq!(status("/healthz").await, 200);
+    assert_eq!(probe("/readyz"), Some(0));
     pg.cut();
     let deadline = Instant::now() + Duration::from_secs(10);
     while status("/readyz").await != 503 {
@@ -212,6 +225,12 @@ async fn readiness_follows_the_database_and_liveness_stays() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status("/healthz").await, 200);
+    assert_eq!(probe("/readyz"), Some(1), "not ready: the probe fails");
+    assert_eq!(
+        probe("/healthz"),
+        Some(0),
+        "alive: the liveness probe passes"
+    );
     assert_eq!(env.metric("prereg_sync_database_up").await, 0.0);
     pg.restore();
     env.wait_ready(Duration::from_secs(20)).await;
@@ -375,7 +394,7 @@ async fn a_replay_killed_midway_loses_nothing() {
     replay
         .arg("--config-dir")
         .arg(config_dir())
-        .args(["dlq", "replay", "--rate", "20"]);
+        .args(["dlq", "replay", "--all", "--rate", "20"]);
     for (k, v) in &env.vars {
         replay.env(k, v);
     }
@@ -470,10 +489,24 @@ async fn export_then_replay_from_file_round_trips_byte_for_byte() {
         "export leaves the queue as it was"
     );
     assert!(
-        !env.cli(&["dlq", "delete"]).status.success(),
+        !env.cli(&["dlq", "delete", "--all"]).status.success(),
         "delete needs --yes"
     );
-    let deleted = env.cli_ok(&["dlq", "delete", "--yes"]);
+    let refused = env.cli(&["dlq", "delete", "--yes"]);
+    assert!(
+        !refused.status.success(),
+        "delete without a filter needs --all"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("add --all"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        broker.depth(DLQ).await,
+        4,
+        "a refused delete removes nothing"
+    );
+    let deleted = env.cli_ok(&["dlq", "delete", "--yes", "--all"]);
     assert!(deleted.contains("acted=4"), "{deleted}");
     assert_eq!(broker.depth(DLQ).await, 0);
 
@@ -507,4 +540,53 @@ async fn export_then_replay_from_file_round_trips_byte_for_byte() {
         );
     }
     std::fs::remove_file(file).unwrap();
+}
+
+/// Retention purges want `--yes`, refuse a cutoff younger than a day, count with `--dry-run`,
+/// and answer scripts in JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_want_confirmation_and_a_day_and_dry_run_counts() {
+    let env = TestEnv::new();
+    env.migrate().await;
+    let db = env.db().await;
+    db.batch_execute(
+        "INSERT INTO prereg.sync_audit (event_time, app_id, event, outcome) VALUES
+           (now() - interval '40 days', 'rp', 'STORED', 'SUCCESS'),
+           (now() - interval '2 hours', 'rp', 'STORED', 'SUCCESS')",
+    )
+    .await
+    .unwrap();
+    let refused = |args: &[&str], why: &str| {
+        let out = env.cli(args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    refused(
+        &["maintenance", "purge-audit", "--older-than", "30d"],
+        "--yes",
+    );
+    refused(
+        &["maintenance", "purge-audit", "--older-than", "0s", "--yes"],
+        "at least 1day",
+    );
+    let dry = env.cli_ok(&[
+        "maintenance",
+        "purge-audit",
+        "--older-than",
+        "1d",
+        "--dry-run",
+        "--json",
+    ]);
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["rows"], 1, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    let done = env.cli_ok(&["maintenance", "purge-audit", "--older-than", "1d", "--yes"]);
+    assert_eq!(done.trim(), "deleted 1 audit rows older than 1day");
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM prereg.sync_audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1, "the young row stays");
 }

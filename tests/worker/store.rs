@@ -283,7 +283,14 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
 async fn loadgen_publishes_waits_for_every_reply_and_reports() {
     let mut env = TestEnv::new();
     env.spawn_app().await;
-    let out = env.cli_ok(&["loadgen", "--requests", "40", "--batch", "3", "--seed"]);
+    let out = env.cli_ok(&[
+        "loadgen",
+        "--requests",
+        "40",
+        "--batch",
+        "3",
+        "--seed-fake-applications",
+    ]);
     for field in [
         "requests=40",
         "prids=120",

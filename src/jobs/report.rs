@@ -1,0 +1,190 @@
+//! The end-of-day summary (`prereg-sync report`, and `report.schedule` inside `run`): per UTC day,
+//! what the worker did, read from the audit trail and the consumed-job run history only. No PRID
+//! is read: the PRID count comes from the stored count of each transaction record.
+
+use std::{collections::BTreeMap, fmt};
+
+use anyhow::Context;
+use chrono::{Days, NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use crate::storage::audit::{self, AuditEvent, AuditRecord};
+
+/// The most days one report covers: a report is a summary, not an export.
+pub const MAX_DAYS: u64 = 366;
+
+/// One UTC day's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DayReport {
+    pub date: NaiveDate,
+    /// Deliveries that reached a final outcome: stored, duplicate, rejected, dead-lettered (a
+    /// stored request whose reply was undeliverable counts once, as stored).
+    pub requests_received: i64,
+    pub stored: i64,
+    pub duplicates: i64,
+    /// Rejected requests by error code.
+    pub rejected: BTreeMap<String, i64>,
+    /// Dead-lettered requests by error code (retries spent, crash loop, undeliverable reply).
+    pub dead_lettered: BTreeMap<String, i64>,
+    /// PRIDs stored by the day's stored requests (from their transaction records; a record
+    /// purged by `maintenance purge-transactions` no longer counts).
+    pub prids_stored: i64,
+    /// Messages moved back from the dead-letter queue by `dlq replay`.
+    pub replays: i64,
+    /// Consumed-status job runs started that day, by status.
+    pub consumed_job_runs: BTreeMap<String, i64>,
+    /// Applications moved to the `*_consumed` tables by those runs.
+    pub rows_moved: i64,
+}
+
+impl fmt::Display for DayReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by_key = |map: &BTreeMap<String, i64>| {
+            let total: i64 = map.values().sum();
+            let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if parts.is_empty() {
+                total.to_string()
+            } else {
+                format!("{total} ({})", parts.join(" "))
+            }
+        };
+        write!(
+            f,
+            "{}: requests={} stored={} duplicates={} rejected={} dead_lettered={} prids_stored={} replays={} consumed_job_runs={} rows_moved={}",
+            self.date,
+            self.requests_received,
+            self.stored,
+            self.duplicates,
+            by_key(&self.rejected),
+            by_key(&self.dead_lettered),
+            self.prids_stored,
+            self.replays,
+            by_key(&self.consumed_job_runs),
+            self.rows_moved,
+        )
+    }
+}
+
+/// Reports for every UTC day from `first` to `last`, both included.
+pub async fn report(
+    pool: &Pool,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> anyhow::Result<Vec<DayReport>> {
+    anyhow::ensure!(
+        first <= last,
+        "the report's first day {first} is after its last {last}"
+    );
+    let days = (last - first).num_days().unsigned_abs() + 1;
+    anyhow::ensure!(
+        days <= MAX_DAYS,
+        "a report covers at most {MAX_DAYS} days, not {days}"
+    );
+    let mut reports: BTreeMap<NaiveDate, DayReport> = first
+        .iter_days()
+        .take(days as usize)
+        .map(|date| {
+            (
+                date,
+                DayReport {
+                    date,
+                    ..DayReport::default()
+                },
+            )
+        })
+        .collect();
+    let since = first.and_hms_opt(0, 0, 0).expect("midnight exists");
+    let until = (last + Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists");
+    let client = pool.get().await.context("connecting to the database")?;
+    let audit_rows = client
+        .query(
+            "SELECT event_time::date, event, coalesce(error_code, ''), count(*) \
+             FROM prereg.sync_audit WHERE event_time >= $1 AND event_time < $2 \
+             GROUP BY 1, 2, 3",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the audit trail")?;
+    for row in audit_rows {
+        let day = reports
+            .get_mut(&row.get::<_, NaiveDate>(0))
+            .expect("day in range");
+        let (event, code, count): (String, String, i64) = (row.get(1), row.get(2), row.get(3));
+        match event.as_str() {
+            "STORED" => day.stored += count,
+            "DUPLICATE" => day.duplicates += count,
+            "REJECTED" => *day.rejected.entry(code).or_default() += count,
+            "DEAD_LETTERED" => *day.dead_lettered.entry(code).or_default() += count,
+            "REPLAYED" => day.replays += count,
+            _ => {}
+        }
+    }
+    let prid_rows = client
+        .query(
+            "SELECT a.event_time::date, coalesce(sum(t.stored_count), 0)::bigint \
+             FROM prereg.sync_audit a JOIN prereg.sync_transaction t USING (transaction_id) \
+             WHERE a.event = 'STORED' AND a.event_time >= $1 AND a.event_time < $2 GROUP BY 1",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the stored counts")?;
+    for row in prid_rows {
+        reports
+            .get_mut(&row.get::<_, NaiveDate>(0))
+            .expect("day in range")
+            .prids_stored = row.get(1);
+    }
+    let run_rows = client
+        .query(
+            "SELECT started_at::date, status, count(*), coalesce(sum(moved), 0)::bigint \
+             FROM prereg.consumed_job_run WHERE started_at >= $1 AND started_at < $2 \
+             GROUP BY 1, 2",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the consumed-job runs")?;
+    for row in run_rows {
+        let day = reports
+            .get_mut(&row.get::<_, NaiveDate>(0))
+            .expect("day in range");
+        day.consumed_job_runs.insert(row.get(1), row.get(2));
+        day.rows_moved += row.get::<_, i64>(3);
+    }
+    Ok(reports
+        .into_values()
+        .map(|mut day| {
+            let undelivered = day.dead_lettered.get("PRS_REPLY_UNDELIVERED").copied();
+            day.requests_received = day.stored
+                + day.duplicates
+                + day.rejected.values().sum::<i64>()
+                + day.dead_lettered.values().sum::<i64>()
+                - undelivered.unwrap_or(0);
+            day
+        })
+        .collect())
+}
+
+/// The scheduled report: yesterday's figures (UTC), logged and recorded in the audit trail as a
+/// `DAILY_REPORT` run, like the consumed-status job's runs.
+pub async fn run_scheduled(pool: &Pool) -> anyhow::Result<DayReport> {
+    let yesterday = Utc::now().date_naive() - Days::new(1);
+    let day = report(pool, yesterday, yesterday)
+        .await?
+        .pop()
+        .expect("one day asked, one day reported");
+    let client = pool.get().await.context("connecting to the database")?;
+    let record = AuditRecord {
+        at: Utc::now().naive_utc(),
+        app_id: "prereg-sync",
+        transaction_id: None,
+        event: AuditEvent::DailyReport,
+        error_code: None,
+    };
+    audit::write(&client, &record)
+        .await
+        .context("recording the report run")?;
+    Ok(day)
+}
