@@ -519,13 +519,17 @@ async fn a_panicking_batch_never_wedges_the_worker() {
     let _ = std::fs::remove_file(log);
 }
 
-async fn insert_transaction(client: &tokio_postgres::Client, id: &str, body: &[u8]) {
-    let hash = prereg_sync::message::body_sha256_hex(body);
+/// A transaction record as the worker writes it, for `prid`'s request.
+async fn insert_transaction(client: &tokio_postgres::Client, id: &str, prid: &str) {
+    let body = request_body(&[prid.to_owned()]);
+    let hash = prereg_sync::message::body_sha256_hex(&body);
+    let reply =
+        prereg_sync::message::Reply::success(id, &[prid.to_owned()], &[], chrono::Utc::now());
     client
         .execute(
             "INSERT INTO prereg.sync_transaction (transaction_id, app_id, body_sha256, received_at, \
-             request_time, stored_count, reply_body) VALUES ($1, 'test', $2, now(), now(), 1, '\\x7b7d')",
-            &[&id, &hash],
+             request_time, stored_count, reply_body) VALUES ($1, 'test', $2, now(), now(), 1, $3)",
+            &[&id, &hash, &reply.body],
         )
         .await
         .unwrap();
@@ -550,10 +554,10 @@ async fn a_vanished_duplicate_does_not_fail_its_committed_batch() {
     // batch waits on tx-block while tx-gone and ten more queue up behind it.
     let holder_block = env.db().await;
     holder_block.batch_execute("BEGIN").await.unwrap();
-    insert_transaction(&holder_block, "tx-block", &bodies[0]).await;
+    insert_transaction(&holder_block, "tx-block", &ids[0]).await;
     let holder_gone = env.db().await;
     holder_gone.batch_execute("BEGIN").await.unwrap();
-    insert_transaction(&holder_gone, "tx-gone", &bodies[1]).await;
+    insert_transaction(&holder_gone, "tx-gone", &ids[1]).await;
     broker
         .publish(&bodies[0], properties("tx-block", Some(&replies)))
         .await;
