@@ -29,6 +29,16 @@ async fn wait_for_metric(env: &TestEnv, sample: &str, at_least: f64, limit: Dura
     }
 }
 
+/// A worker process that dies with the test, also when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `url` until it answers 2xx (a worker process started by the test).
 async fn wait_until_ok(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -470,7 +480,8 @@ async fn a_panicking_batch_never_wedges_the_worker() {
         ("PREREG_SYNC__RETRY__DELAYS", "500ms"),
     ]);
     let log = std::env::temp_dir().join(format!("prs-panic-{}.log", env.id));
-    let mut worker = env.spawn_process(&[("PREREG_SYNC_FAULT_PANIC_ON", "tx-panic")], &log);
+    let mut worker =
+        KillOnDrop(env.spawn_process(&[("PREREG_SYNC_FAULT_PANIC_ON", "tx-panic")], &log));
     wait_until_ok(&format!("http://{listen}/readyz")).await;
     let ids = prids(21);
     env.seed_applications(&ids).await;
@@ -513,9 +524,11 @@ async fn a_panicking_batch_never_wedges_the_worker() {
             .status();
         assert!(status.is_success(), "/{path} {status}");
     }
-    assert!(worker.try_wait().unwrap().is_none(), "worker still running");
-    worker.kill().unwrap();
-    let _ = worker.wait();
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "worker still running"
+    );
+    drop(worker);
     let _ = std::fs::remove_file(log);
 }
 
