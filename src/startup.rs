@@ -78,7 +78,7 @@ impl Application {
             processor,
             health.clone(),
             metrics,
-        ));
+        )?);
         Ok(Application {
             consumer,
             health,
