@@ -5,8 +5,8 @@
 //! reply, each PRID stored once, the worker still running, nothing left in the request queue or
 //! the DLQ. Each prints one `RESULT` line with its recovery time and counts (docs/scaling.md).
 //!
-//! The tests kill and restart nodes, so they are `serial_*`: `scripts/test` runs this binary
-//! alone, one test at a time. Each brings the cluster (and the standby pair) up itself if they
+//! The tests that kill and restart nodes are `serial_*`: `scripts/test` runs them alone, one at
+//! a time (`node_list` needs no cluster and runs with the parallel tests). Each brings the cluster (and the standby pair) up itself if they
 //! are not, so a test can also run on its own:
 //! `cargo test --all-features --test cluster serial_… -- --test-threads=1 --nocapture`.
 
@@ -17,3 +17,4 @@ mod helpers;
 mod broker;
 mod database;
 mod harness;
+mod node_list;
