@@ -27,6 +27,33 @@ use prereg_sync::{
 const BIN: &str = env!("CARGO_BIN_EXE_prereg-sync");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
 
+/// `--cluster`: the broker is `scripts/cluster`'s three nodes (the worker given all three),
+/// not the machine's node, for docs/scaling.md's cluster-against-one-node comparison.
+fn on_cluster() -> bool {
+    std::env::args().any(|a| a == "--cluster")
+}
+
+fn rabbitmqctl() -> Command {
+    let mut cmd = Command::new("rabbitmqctl");
+    if on_cluster() {
+        cmd.args(["-n", "c1@localhost"]);
+    }
+    cmd
+}
+
+fn amqp_url(vhost: &str) -> String {
+    let ports: &[u16] = if on_cluster() {
+        &[5681, 5682, 5683]
+    } else {
+        &[5672]
+    };
+    ports
+        .iter()
+        .map(|port| format!("amqp://guest:guest@127.0.0.1:{port}/{vhost}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One isolated environment: a vhost and a database, removed at the end.
 struct Env {
     name: String,
@@ -35,19 +62,9 @@ struct Env {
 impl Env {
     fn new(name: &str) -> Env {
         let name = format!("prs_bench_{name}");
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &name])
-            .output();
-        run(Command::new("rabbitmqctl").args(["add_vhost", &name]));
-        run(Command::new("rabbitmqctl").args([
-            "set_permissions",
-            "-p",
-            &name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]));
+        let _ = rabbitmqctl().args(["delete_vhost", &name]).output();
+        run(rabbitmqctl().args(["add_vhost", &name]));
+        run(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
         psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -57,10 +74,7 @@ impl Env {
 
     fn vars(&self) -> Vec<(String, String)> {
         vec![
-            (
-                "AMQP_URL".into(),
-                format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name),
-            ),
+            ("AMQP_URL".into(), amqp_url(&self.name)),
             (
                 "DATABASE_URL".into(),
                 format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
@@ -94,9 +108,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
+        let _ = rabbitmqctl().args(["delete_vhost", &self.name]).output();
         psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
@@ -404,9 +416,7 @@ async fn latency(requests: usize, rate: f64) -> anyhow::Result<(Duration, Durati
     seed_applications(&settings, &prids).await?;
     let worker = env.spawn_worker();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !run(Command::new("rabbitmqctl").args(["list_consumers", "-q", "-p", &env.name]))
-        .contains("requests")
-    {
+    while !run(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests") {
         ensure!(Instant::now() < deadline, "worker did not start consuming");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

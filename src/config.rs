@@ -263,6 +263,7 @@ impl Settings {
             "worker.concurrency must be at least 1"
         );
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        crate::amqp::nodes::Nodes::parse(&self.amqp.url)?;
         anyhow::ensure!(
             self.database.pool_size > 0,
             "database.pool_size must be at least 1"
@@ -328,17 +329,67 @@ fn url_from_env(
 }
 
 /// A URL with its password replaced by `***`; anything unparsable is hidden whole, because it
-/// might be a credential typed into the wrong variable.
+/// might be a credential typed into the wrong variable. Handles both kinds of list: several
+/// URLs separated by commas (`amqp.url` naming a cluster) and one URL with several hosts
+/// (`postgres://u:pw@h1:5432,h2:5432/db`), which the `url` crate cannot parse.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) => {
-            if url.password().is_some() {
-                let _ = url.set_password(Some("***"));
+    let mut urls: Vec<String> = Vec::new();
+    for part in raw.split(',') {
+        match urls.last_mut() {
+            // A part without a scheme continues the previous URL's host list.
+            Some(previous) if !part.contains("://") => {
+                previous.push(',');
+                previous.push_str(part);
             }
-            url.to_string()
+            _ => urls.push(part.to_owned()),
         }
-        Err(_) => "<unparsable URL>".to_owned(),
     }
+    urls.iter()
+        .map(|url| redact_one(url))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one(raw: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(raw) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "password" {
+                        "***".into()
+                    } else {
+                        value
+                    };
+                    (key.into_owned(), value.into_owned())
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return url.to_string();
+    }
+    // A multi-host URL: `scheme://[user[:password]@]host:port,host:port/...`. Only the user
+    // part and the path are kept around the host list; a query is dropped whole (it may hold
+    // `password=`).
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return "<unparsable URL>".to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?…"),
+        None => (rest, ""),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, hosts)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => format!("{user_info}@{hosts}"),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}{query}")
 }
 
 #[cfg(test)]
@@ -415,6 +466,40 @@ mod tests {
             "postgres://postgres@h/db"
         );
         assert_eq!(redact_url("s3cret"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn redaction_covers_every_node_of_a_list() {
+        assert_eq!(
+            redact_url("amqp://u:s3cret@a:5681/v,amqp://u:s3cret@b:5682/v"),
+            "amqp://u:***@a:5681/v,amqp://u:***@b:5682/v"
+        );
+        let multi_host = "postgres://u:s3cret@h1:5433,h2:5434/db?target_session_attrs=read-write&password=s3cret";
+        let redacted = redact_url(multi_host);
+        assert!(!redacted.contains("s3cret"), "{redacted}");
+        assert!(
+            redacted.starts_with("postgres://u:***@h1:5433,h2:5434/db"),
+            "{redacted}"
+        );
+        let in_query = redact_url("postgres://h/db?user=u&password=s3cret");
+        assert!(!in_query.contains("s3cret"), "{in_query}");
+    }
+
+    #[test]
+    fn a_broker_list_comes_from_any_layer_and_is_checked() {
+        let list = "amqp://u:s3cret@a:5681/v,amqp://u:s3cret@b:5682/v";
+        for variable in ["AMQP_URL", "PREREG_SYNC__AMQP__URL"] {
+            let settings = load(&[(variable, list)]).unwrap();
+            assert_eq!(settings.amqp.url.expose_secret(), list, "{variable}");
+            assert!(!settings.redacted_summary().contains("s3cret"));
+        }
+        let path = std::env::temp_dir().join(format!("prs-url-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, format!("{list}\n")).unwrap();
+        let settings = load(&[("AMQP_URL_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(settings.amqp.url.expose_secret(), list);
+        std::fs::remove_file(path).unwrap();
+        let err = load(&[("AMQP_URL", "amqp://u:s3cret@a/v,")]).unwrap_err();
+        assert!(!format!("{err:#}").contains("s3cret"), "{err:#}");
     }
 
     #[test]

@@ -105,6 +105,10 @@ impl Health {
 
     /// Checks the database every second while it is up, and with back-off capped at
     /// `max_delay` while it is down, until `shutdown`.
+    ///
+    /// Pooled connections made before an outage are dropped (see [`forget_stale`]): after a
+    /// failover they lead to the old primary, which is gone or, demoted, answers 25006
+    /// (read-only). New ones follow `target_session_attrs=read-write` to the new primary.
     pub async fn probe_database(
         self,
         pool: Pool,
@@ -112,10 +116,18 @@ impl Health {
         shutdown: CancellationToken,
     ) {
         let mut delay = DB_CHECK_INTERVAL;
+        let mut down_since = None;
         loop {
             self.0.metrics.pool_status(pool.status());
+            if !self.database_up() {
+                // A statement failed on the hot path since the last check.
+                down_since.get_or_insert_with(Instant::now);
+            }
             match check(&pool).await {
                 Ok(()) => {
+                    if let Some(since) = down_since.take() {
+                        forget_stale(&pool, Some(since));
+                    }
                     self.report_database_ok();
                     delay = DB_CHECK_INTERVAL;
                 }
@@ -124,6 +136,8 @@ impl Health {
                         tracing::warn!(error = %err, "database check failed");
                     }
                     self.report_database_down();
+                    forget_stale(&pool, None);
+                    down_since.get_or_insert_with(Instant::now);
                     delay = (delay * 2).min(max_delay);
                 }
             }
@@ -149,6 +163,24 @@ const CAN_WRITE: &str = "SELECT NOT pg_is_in_recovery() \
      AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE') \
      AND has_table_privilege('prereg.applicant_demographic', 'SELECT') \
      AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')";
+
+/// Drops the idle pooled connections created before `since` (all of them when `None`). The
+/// pool's own recycling keeps any connection that is not closed, and a connection to a demoted
+/// primary is not: it answers every write with 25006, so without this a delivery could meet it
+/// again after every resumption (the probe, which asks whether it can write, may well have run
+/// on a connection to the new primary).
+fn forget_stale(pool: &Pool, since: Option<Instant>) {
+    let dropped = pool
+        .retain(|_, made| since.is_some_and(|since| made.created >= since))
+        .removed
+        .len();
+    if dropped > 0 {
+        tracing::info!(
+            dropped,
+            "pooled database connections from before the outage dropped"
+        );
+    }
+}
 
 async fn check(pool: &Pool) -> Result<(), StorageError> {
     let client = pool.get().await?;

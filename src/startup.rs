@@ -84,7 +84,7 @@ impl Application {
             processor,
             health.clone(),
             metrics,
-        ));
+        )?);
         Ok(Application {
             consumer,
             health,

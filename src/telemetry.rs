@@ -90,6 +90,8 @@ struct Inner {
     batch_size: Histogram,
     in_flight: IntGauge,
     reconnects: IntCounter,
+    failovers: IntCounter,
+    broker_node: IntGaugeVec,
     retries: IntCounterVec,
     replayed: IntCounter,
     broker_connected: IntGauge,
@@ -221,6 +223,23 @@ impl Metrics {
             reconnects: register(
                 r,
                 IntCounter::new("broker_reconnects_total", "Broker reconnections"),
+            ),
+            failovers: register(
+                r,
+                IntCounter::new(
+                    "broker_failovers_total",
+                    "Moves to the next node of amqp.url after losing one (or failing to reach it)",
+                ),
+            ),
+            broker_node: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "broker_node",
+                        "1 for the node of amqp.url being consumed from, by its index (0-based)",
+                    ),
+                    &["index"],
+                ),
             ),
             replayed: register(
                 r,
@@ -434,6 +453,22 @@ impl Metrics {
                 tracing::warn!(%report, "consumed-status job run ended")
             }
             _ => tracing::info!(%report, "consumed-status job run ended"),
+        }
+    }
+
+    /// The worker moves on to the next node of `amqp.url`.
+    pub fn broker_failover(&self) {
+        self.0.failovers.inc();
+    }
+
+    /// Which of the `count` configured nodes is being consumed from (`None`: none). The label
+    /// is the node's index, so the series are bounded by the length of `amqp.url`.
+    pub fn broker_node(&self, in_use: Option<usize>, count: usize) {
+        for index in 0..count {
+            self.0
+                .broker_node
+                .with_label_values(&[&index.to_string()])
+                .set(i64::from(in_use == Some(index)));
         }
     }
 

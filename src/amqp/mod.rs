@@ -4,14 +4,15 @@
 
 pub mod consumer;
 pub mod headers;
+pub mod nodes;
 pub mod publisher;
 pub mod topology;
 pub mod upgrade;
 
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
-use secrecy::ExposeSecret;
 
+use self::nodes::Nodes;
 use crate::config::AmqpSettings;
 
 /// Stack reserved for lapin's I/O thread, which parses incoming frames.
@@ -36,14 +37,39 @@ pub fn reserve_frame_parsing_stack() {
     }
 }
 
-/// Opens a connection with the configured heartbeat and a connection name operators can find
-/// in the management UI. Errors never contain the URL (it holds the password).
+/// Connects to one of the configured nodes, trying each once from a random starting point:
+/// for the one-shot commands (`dlq`, `loadgen`). The worker walks the nodes itself
+/// ([`Nodes`]), with back-off between attempts.
 pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
-    let mut uri: AMQPUri = settings
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("amqp.url is not a valid AMQP URL"))?;
+    let nodes = Nodes::parse(&settings.url)?;
+    let mut attempt = 1;
+    loop {
+        match connect_to(settings, &nodes).await {
+            Err(err) if attempt < nodes.count() => {
+                tracing::warn!(error = %format!("{err:#}"), "broker node unreachable; trying the next");
+                nodes.advance();
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Opens a connection to the current node of `nodes` with the configured heartbeat and a
+/// connection name operators can find in the management UI. Errors name the node by its
+/// position in `amqp.url`, never by its URL (it holds the password).
+pub async fn connect_to(settings: &AmqpSettings, nodes: &Nodes) -> anyhow::Result<Connection> {
+    let (index, uri) = nodes.current();
+    open(settings, uri).await.with_context(|| {
+        format!(
+            "connecting to RabbitMQ (node {} of {} in amqp.url)",
+            index + 1,
+            nodes.count()
+        )
+    })
+}
+
+async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Connection> {
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(u16::try_from(settings.heartbeat.as_secs()).unwrap_or(u16::MAX));
     }
@@ -52,7 +78,5 @@ pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
     // The TLS settings apply to amqps:// only; lapin ignores them for amqp://.
     let tls = crate::tls::amqp_config(&settings.tls)?;
     let runtime = lapin::runtime::default_runtime().context("starting lapin's runtime")?;
-    Connection::connect_uri_with_config(uri, properties, tls, runtime)
-        .await
-        .context("connecting to RabbitMQ")
+    Ok(Connection::connect_uri_with_config(uri, properties, tls, runtime).await?)
 }

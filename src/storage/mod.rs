@@ -247,6 +247,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_primary_standby_pair_is_one_url_with_or_without_tls() {
+        use tokio_postgres::config::TargetSessionAttrs;
+        let url = "postgres://u:pw@h1:5433,h2:5434/db?target_session_attrs=read-write";
+        for tls in ["disable", "require"] {
+            let vars = [
+                ("DATABASE_URL".to_owned(), url.to_owned()),
+                (
+                    "PREREG_SYNC__DATABASE__TLS__MODE".to_owned(),
+                    tls.to_owned(),
+                ),
+            ]
+            .into();
+            let settings =
+                crate::config::Settings::load_from(std::path::Path::new("config"), &vars).unwrap();
+            let database = Database::new(&settings.database).unwrap();
+            assert_eq!(database.config.get_hosts().len(), 2);
+            assert_eq!(database.config.get_ports(), [5433, 5434]);
+            assert_eq!(
+                database.config.get_target_session_attrs(),
+                TargetSessionAttrs::ReadWrite
+            );
+            assert_eq!(database.tls.is_some(), tls == "require");
+            assert_eq!(database.name(), "db");
+        }
+    }
+
+    #[test]
     fn sqlstates_are_classified() {
         use FailureClass::*;
         let cases = [

@@ -66,6 +66,9 @@ pub struct TestEnv {
     pub database: String,
     /// `PREREG_SYNC__*` and URL variables that point the worker at this environment.
     pub vars: HashMap<String, String>,
+    /// libpq-style connection settings (without `dbname`) of the test's own queries: the
+    /// local server, or a primary/standby pair in the cluster tests.
+    pub admin_db: String,
     app: Option<(
         CancellationToken,
         tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -116,6 +119,7 @@ impl TestEnv {
             vhost,
             database,
             vars,
+            admin_db: "host=127.0.0.1 user=postgres".to_owned(),
             app: None,
             http: None,
         }
@@ -143,26 +147,13 @@ impl TestEnv {
     }
 
     pub async fn metrics(&self) -> String {
-        let addr = self.http.expect("app spawned");
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics_at(self.http.expect("app spawned")).await
     }
 
     /// The value of one sample of `/metrics`, e.g. `prereg_sync_retries_total{kind="delayed"}`;
     /// 0 when the sample is absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+        metric_at(self.http.expect("app spawned"), sample).await
     }
 
     /// Stops the in-process worker gracefully.
@@ -256,7 +247,7 @@ impl TestEnv {
 
     pub async fn db(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 user=postgres dbname={}", self.database),
+            &format!("{} dbname={}", self.admin_db, self.database),
             NoTls,
         )
         .await
@@ -356,6 +347,28 @@ impl Drop for TestEnv {
     }
 }
 
+/// The `/metrics` text of a worker serving HTTP on `addr`.
+pub async fn metrics_at(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// One sample of [`metrics_at`]; 0 when absent.
+pub async fn metric_at(addr: std::net::SocketAddr, sample: &str) -> f64 {
+    metrics_at(addr)
+        .await
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
 }
@@ -368,12 +381,14 @@ pub struct Broker {
 
 impl Broker {
     pub async fn connect(vhost: &str) -> Broker {
-        let connection = Connection::connect(
-            &format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
-            ConnectionProperties::default(),
-        )
-        .await
-        .expect("test broker connection");
+        Self::connect_url(&format!("amqp://guest:guest@127.0.0.1:5672/{vhost}")).await
+    }
+
+    /// A test-side client on any broker (a node of the test cluster).
+    pub async fn connect_url(url: &str) -> Broker {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("test broker connection");
         let channel = connection.create_channel().await.unwrap();
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -26,7 +26,7 @@ use self::{
     job::{Job, ReplyToPolicy},
     suspects::Suspects,
 };
-use super::{headers, publisher::Publisher, topology};
+use super::{headers, nodes::Nodes, publisher::Publisher, topology};
 use crate::{
     config::{AmqpSettings, RetrySettings, WorkerSettings},
     health::Health,
@@ -42,6 +42,8 @@ const SETTLE_FLUSH: Duration = Duration::from_millis(500);
 /// Everything a delivery task needs; shared by all tasks of all sessions.
 pub struct Consumer {
     amqp: AmqpSettings,
+    /// The node in use; the next one after a loss.
+    nodes: Nodes,
     concurrency: usize,
     shutdown_grace: Duration,
     processor: Processor,
@@ -67,8 +69,11 @@ impl Consumer {
         processor: Processor,
         health: Health,
         metrics: Metrics,
-    ) -> Consumer {
-        Consumer {
+    ) -> anyhow::Result<Consumer> {
+        let nodes = Nodes::parse(&amqp.url)?;
+        metrics.broker_node(None, nodes.count());
+        Ok(Consumer {
+            nodes,
             policy: RetryPolicy::new(retry),
             reply_to: ReplyToPolicy::new(&amqp),
             concurrency: worker.concurrency,
@@ -77,7 +82,7 @@ impl Consumer {
             processor,
             health,
             metrics,
-        }
+        })
     }
 
     pub fn processor(&self) -> &Processor {
@@ -101,6 +106,9 @@ impl Consumer {
                     if connected.load(std::sync::atomic::Ordering::Relaxed) {
                         backoff = reconnect.build();
                     }
+                    if self.nodes.advance() {
+                        self.metrics.broker_failover();
+                    }
                     let delay = backoff.next().unwrap_or(self.amqp.reconnect_max_delay);
                     self.metrics.broker_reconnecting(&format!("{err:#}"), delay);
                     tokio::select! {
@@ -119,7 +127,7 @@ impl Consumer {
         shutdown: &CancellationToken,
         connected: Arc<std::sync::atomic::AtomicBool>,
     ) -> anyhow::Result<SessionEnd> {
-        let connection = match super::connect(&self.amqp).await {
+        let connection = match super::connect_to(&self.amqp, &self.nodes).await {
             Ok(connection) => connection,
             Err(err) => return Ok(SessionEnd::Lost(err)),
         };
@@ -136,7 +144,9 @@ impl Consumer {
         };
         connected.store(true, std::sync::atomic::Ordering::Relaxed);
         self.health.set_consuming(true);
-        tracing::info!(queue = %self.amqp.request_queue, "consuming");
+        let node = self.nodes.current().0;
+        self.metrics.broker_node(Some(node), self.nodes.count());
+        tracing::info!(queue = %self.amqp.request_queue, node = node + 1, "consuming");
         let session = shutdown.child_token();
         tokio::spawn(watch_blocked(
             connection.events_listener(),
@@ -191,6 +201,7 @@ impl Consumer {
         // Buffered suspects go back to the queue with the channel.
         suspects.waiting.clear();
         self.health.set_consuming(false);
+        self.metrics.broker_node(None, self.nodes.count());
         match &end {
             SessionEnd::Shutdown => {
                 let _ = channel

@@ -1,0 +1,139 @@
+//! The broker nodes `amqp.url` names: one URL, or the nodes of one cluster separated by commas.
+//!
+//! Every process starts at a random node, so the connections of many replicas (and the channel
+//! processes and consumers they carry) spread over the cluster instead of piling onto the first
+//! node listed. After losing a node it moves on to the next one: the node just lost is the one
+//! least likely to answer soon. Any node of a cluster serves every queue (RabbitMQ forwards to
+//! the quorum queue's leader), so which one is in use only matters for load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lapin::uri::AMQPUri;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Why `amqp.url` cannot be used. Never carries the URL: it holds the password.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodesError {
+    #[error("amqp.url: entry {position} of {count} is not a valid AMQP URL")]
+    Invalid { position: usize, count: usize },
+}
+
+/// The configured nodes and the one in use. Deliberately not `Debug`: the URIs hold passwords.
+pub struct Nodes {
+    uris: Vec<AMQPUri>,
+    current: AtomicUsize,
+}
+
+impl Nodes {
+    /// Parses the comma-separated list; starts at a random node.
+    pub fn parse(urls: &SecretString) -> Result<Nodes, NodesError> {
+        let entries: Vec<&str> = urls.expose_secret().split(',').map(str::trim).collect();
+        let count = entries.len();
+        let uris = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                // An empty entry (a stray comma) would parse as lapin's default URL.
+                (!entry.is_empty())
+                    .then(|| entry.parse::<AMQPUri>().ok())
+                    .flatten()
+                    .ok_or(NodesError::Invalid {
+                        position: i + 1,
+                        count,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Nodes {
+            current: AtomicUsize::new(rand::random_range(0..count)),
+            uris,
+        })
+    }
+
+    /// How many nodes are configured.
+    pub fn count(&self) -> usize {
+        self.uris.len()
+    }
+
+    /// The node to connect to: its index in the list (a bounded metric label) and its URI.
+    pub fn current(&self) -> (usize, AMQPUri) {
+        let index = self.current.load(Ordering::Relaxed);
+        (index, self.uris[index].clone())
+    }
+
+    /// Moves on to the next node (wrapping round); `true` when that is another node.
+    pub fn advance(&self) -> bool {
+        let count = self.count();
+        let _ = self
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| {
+                Some((i + 1) % count)
+            });
+        count > 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(list: &str) -> Result<Nodes, NodesError> {
+        Nodes::parse(&SecretString::from(list))
+    }
+
+    #[test]
+    fn one_url_is_a_cluster_of_one() {
+        let nodes = nodes("amqp://u:p@h:5672/%2f").unwrap();
+        assert_eq!(nodes.count(), 1);
+        assert_eq!(nodes.current().0, 0);
+        assert!(!nodes.advance(), "no other node to go to");
+        assert_eq!(nodes.current().1.authority.host, "h");
+    }
+
+    #[test]
+    fn a_list_is_walked_round_from_anywhere() {
+        let nodes = nodes("amqp://u:p@a:5681/v, amqp://u:p@b:5682/v,amqp://u:p@c:5683/v").unwrap();
+        assert_eq!(nodes.count(), 3);
+        let first = nodes.current().0;
+        let mut seen = vec![nodes.current().1.authority.host];
+        for step in 1..=3 {
+            assert!(nodes.advance());
+            assert_eq!(nodes.current().0, (first + step) % 3);
+            seen.push(nodes.current().1.authority.host);
+        }
+        assert_eq!(seen[0], seen[3], "back where it started");
+        seen.truncate(3);
+        seen.sort();
+        assert_eq!(seen, ["a", "b", "c"]);
+        assert_eq!(
+            nodes.current().1.authority.port,
+            5681 + nodes.current().0 as u16
+        );
+    }
+
+    #[test]
+    fn starting_points_spread() {
+        let starts: std::collections::HashSet<usize> = (0..64)
+            .map(|_| nodes("amqp://a,amqp://b,amqp://c").unwrap().current().0)
+            .collect();
+        assert!(starts.len() > 1, "64 processes all started at one node");
+    }
+
+    #[test]
+    fn a_bad_entry_is_named_by_position_never_by_content() {
+        let err = nodes("amqp://u:s3cret@a/v,,amqp://u:s3cret@c/v")
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            NodesError::Invalid {
+                position: 2,
+                count: 3
+            }
+        );
+        let err = nodes("amqp://u:s3cret@a/v,http://u:s3cret@b")
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(err.to_string().contains("entry 2 of 2"), "{err}");
+    }
+}
