@@ -123,6 +123,14 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(broker.depth(DLQ).await, 0);
 }
 
+/// Makes sure the shared broker runs again even if an assertion fails mid-test.
+struct StartBroker;
+impl Drop for StartBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+    }
+}
+
 /// Copies of a transient request that asked to expire (a dead-letter copy, a copy parked in a
 /// retry tier) are persistent and carry no expiration: both are still there, unexpired, after
 /// the broker restarts.
@@ -157,6 +165,7 @@ async fn serial_copies_survive_a_broker_restart() {
     lock.batch_execute("ROLLBACK").await.unwrap();
     env.stop_app().await;
     drop(broker);
+    let _restart = StartBroker;
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
