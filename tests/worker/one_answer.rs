@@ -879,3 +879,49 @@ async fn psql_admin() -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// At the delivery limit a stored transaction is answered as a duplicate, with its stored
+/// reply: never `PRS_DELIVERY_LIMIT` for a transaction that is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_limit_answers_a_stored_transaction_as_a_duplicate() {
+    let mut env = TestEnv::new();
+    env.spawn_app().await;
+    let ids = prids(1);
+    env.seed_applications(&ids).await;
+    let broker = env.broker().await;
+    let replies = broker.reply_queue("rp.replies").await;
+    let body = request_body(&ids);
+    broker
+        .publish(&body, properties("tx-stored", Some(&replies)))
+        .await;
+    let first = broker
+        .get(&replies, Duration::from_secs(20))
+        .await
+        .expect("first reply");
+    // The same request again, as if redelivered to the limit (a publisher may set the header).
+    let mut at_limit = FieldTable::default();
+    at_limit.insert("x-delivery-count".into(), AMQPValue::LongLongInt(19));
+    broker
+        .publish(
+            &body,
+            properties("tx-stored", Some(&replies)).with_headers(at_limit),
+        )
+        .await;
+    let again = broker
+        .get(&replies, Duration::from_secs(20))
+        .await
+        .expect("a reply at the limit");
+    assert_eq!(again.properties.kind().as_ref().unwrap().as_str(), "ack");
+    assert_eq!(again.data, first.data, "the stored reply, byte for byte");
+    assert_eq!(
+        broker.depth(DLQ).await,
+        0,
+        "a stored transaction is not dead-lettered"
+    );
+    assert_eq!(
+        env.metric("prereg_sync_messages_total{outcome=\"duplicate\"}")
+            .await,
+        1.0
+    );
+    env.stop_app().await;
+}
