@@ -157,12 +157,7 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
             .await
             .unwrap();
     }
-    for (i, prid) in ids.iter().enumerate() {
-        let body = request_body(std::slice::from_ref(prid));
-        broker
-            .publish(&body, properties(&format!("tx-{i}"), Some("rp.full")))
-            .await;
-    }
+    broker.publish_stream(&ids, 1, "rp.full").await;
     let dead = broker.get_n(DLQ, ids.len(), Duration::from_secs(60)).await;
     for copy in &dead {
         assert_eq!(error_code_header(copy), "PRS_REPLY_UNDELIVERED");
@@ -493,15 +488,7 @@ async fn a_panicking_batch_never_wedges_the_worker() {
             properties("tx-panic", Some(&replies)),
         )
         .await;
-    for (i, prid) in ids[1..].iter().enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(std::slice::from_ref(prid)),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    broker.publish_stream(&ids[1..], 1, &replies).await;
     let answers = broker
         .get_n(&replies, ids.len(), Duration::from_secs(60))
         .await;
@@ -691,14 +678,7 @@ async fn in_flight_is_not_leaked_by_aborted_deliveries() {
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     let lock = env.lock_processed_table().await;
-    for (i, prid) in ids.iter().enumerate() {
-        broker
-            .publish(
-                &request_body(std::slice::from_ref(prid)),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
+    broker.publish_stream(&ids, 1, &replies).await;
     wait_for_metric(
         &env,
         "prereg_sync_in_flight_messages",
@@ -750,14 +730,7 @@ async fn shutdown_takes_at_most_the_grace_period() {
     let broker = env.broker().await;
     // Stores and the job's next chunk both wait on this lock, far past the grace period.
     let lock = env.lock_processed_table().await;
-    for (i, prid) in ids.iter().enumerate() {
-        broker
-            .publish(
-                &request_body(std::slice::from_ref(prid)),
-                properties(&format!("tx-{i}"), None),
-            )
-            .await;
-    }
+    broker.publish_stream(&ids, 1, REPLY_QUEUE).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
     stop.cancel();
