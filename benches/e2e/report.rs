@@ -1,0 +1,213 @@
+//! The tables: one per run, then the median of each ratio over the runs against its target.
+
+use std::time::Duration;
+
+use crate::scenarios::Scenario;
+
+/// One full run on the machine's node.
+pub struct FullRun {
+    pub probe_a: f64,
+    pub probe_b: f64,
+    pub probe_b_large: f64,
+    pub s1: Scenario,
+    /// Reply latency p50 and p99 at half S1's rate.
+    pub latency: (Duration, Duration),
+    pub s2: Scenario,
+    pub s3: Scenario,
+    /// S2 with 2 and 3 worker processes.
+    pub s4: Vec<(usize, Scenario)>,
+}
+
+/// One S5 run: the same probes and S1/S2, the broker being the three-node cluster.
+pub struct ClusterRun {
+    pub probe_a: f64,
+    pub probe_b: f64,
+    pub s1: Scenario,
+    pub s2: Scenario,
+}
+
+fn percent(part: f64, whole: f64) -> f64 {
+    100.0 * part / whole
+}
+
+fn header(title: &str) {
+    println!();
+    println!("{title}");
+    println!();
+    println!("| scenario | figure | limit probe | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+}
+
+fn s1_row(probe_a: f64, s1: &Scenario) {
+    println!(
+        "| S1 1 PRID/request | {:.0} requests/s | A: {:.0} requests/s | {:.0}% | ≥ 65% |",
+        s1.requests_per_s,
+        probe_a,
+        percent(s1.requests_per_s, probe_a)
+    );
+}
+
+fn s2_row(probe_b: f64, s2: &Scenario) {
+    println!(
+        "| S2 100 PRIDs/request | {:.0} PRIDs/s | B: {:.0} PRIDs/s | {:.0}% | ≥ 65% |",
+        s2.prids_per_s,
+        probe_b,
+        percent(s2.prids_per_s, probe_b)
+    );
+}
+
+fn cpu_row(name: &str, scenario: &Scenario) {
+    println!("| {name} CPU per 1000 requests | {} | | | |", scenario.cpu);
+}
+
+pub fn s1_only(probe_a: f64, s1: &Scenario) {
+    header("S1 only");
+    s1_row(probe_a, s1);
+    cpu_row("S1", s1);
+}
+
+impl FullRun {
+    pub fn print(&self, index: usize) {
+        header(&format!("Run {index}"));
+        s1_row(self.probe_a, &self.s1);
+        let (p50, p99) = self.latency;
+        println!(
+            "| S1 latency at {:.0} requests/s | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 50 ms |",
+            self.s1.requests_per_s / 2.0,
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        s2_row(self.probe_b, &self.s2);
+        println!(
+            "| S3 1M PRIDs | {:.0} PRIDs/s, peak RSS {:.1} MiB | S2: {:.0} PRIDs/s | {:.0}% | ≥ 90%, RSS < 64 MiB |",
+            self.s3.prids_per_s,
+            self.s3.peak_rss_mib,
+            self.s2.prids_per_s,
+            percent(self.s3.prids_per_s, self.s2.prids_per_s)
+        );
+        for (workers, s4) in &self.s4 {
+            println!(
+                "| S4 S2 with {workers} workers | {:.0} PRIDs/s | S2: {:.0} PRIDs/s | {:.0}% | (replicas) |",
+                s4.prids_per_s,
+                self.s2.prids_per_s,
+                percent(s4.prids_per_s, self.s2.prids_per_s)
+            );
+        }
+        println!(
+            "| probe B at S3's size | {:.0} PRIDs/s | B: {:.0} PRIDs/s | {:.0}% | (the database's own scaling) |",
+            self.probe_b_large,
+            self.probe_b,
+            percent(self.probe_b_large, self.probe_b)
+        );
+        cpu_row("S1", &self.s1);
+        cpu_row("S2", &self.s2);
+        cpu_row("S3", &self.s3);
+        for (workers, s4) in &self.s4 {
+            cpu_row(&format!("S4 {workers} workers"), s4);
+        }
+    }
+}
+
+impl ClusterRun {
+    pub fn print(&self, index: usize) {
+        header(&format!("S5 run {index}: the three-node cluster"));
+        s1_row(self.probe_a, &self.s1);
+        s2_row(self.probe_b, &self.s2);
+        cpu_row("S1", &self.s1);
+        cpu_row("S2", &self.s2);
+    }
+}
+
+/// The median of the values (the middle one; the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// One summary row: every run's value, their median, and the target it is held to.
+fn median_row(name: &str, unit: &str, values: Vec<f64>, target: &str) {
+    let each: Vec<String> = values.iter().map(|v| format!("{v:.0}{unit}")).collect();
+    println!(
+        "| {name} | {} | **{:.0}{unit}** | {target} |",
+        each.join(", "),
+        median(values)
+    );
+}
+
+fn median_header(title: &str) {
+    println!();
+    println!("{title}");
+    println!();
+    println!("| figure | each run | median | target |");
+    println!("| --- | --- | --- | --- |");
+}
+
+pub fn medians(runs: &[FullRun]) {
+    median_header(&format!("Median of {} run(s)", runs.len()));
+    let each = |f: &dyn Fn(&FullRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    median_row(
+        "S1 / probe A",
+        "%",
+        each(&|r| percent(r.s1.requests_per_s, r.probe_a)),
+        "≥ 65%",
+    );
+    median_row(
+        "S2 / probe B",
+        "%",
+        each(&|r| percent(r.s2.prids_per_s, r.probe_b)),
+        "≥ 65%",
+    );
+    median_row(
+        "S3 / S2",
+        "%",
+        each(&|r| percent(r.s3.prids_per_s, r.s2.prids_per_s)),
+        "≥ 90%",
+    );
+    median_row(
+        "S3 peak RSS",
+        " MiB",
+        each(&|r| r.s3.peak_rss_mib),
+        "< 64 MiB",
+    );
+    median_row(
+        "S1 reply latency p99 at half rate",
+        " ms",
+        each(&|r| r.latency.1.as_secs_f64() * 1e3),
+        "< 50 ms",
+    );
+    for (i, (workers, _)) in runs[0].s4.iter().enumerate() {
+        median_row(
+            &format!("S4 {workers} workers / S2"),
+            "%",
+            each(&|r| percent(r.s4[i].1.prids_per_s, r.s2.prids_per_s)),
+            "(replicas)",
+        );
+    }
+}
+
+pub fn cluster_medians(runs: &[ClusterRun]) {
+    median_header(&format!(
+        "S5: median of {} run(s) on the cluster",
+        runs.len()
+    ));
+    let each = |f: &dyn Fn(&ClusterRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    median_row(
+        "S5 S1 / probe A",
+        "%",
+        each(&|r| percent(r.s1.requests_per_s, r.probe_a)),
+        "≥ 65%",
+    );
+    median_row(
+        "S5 S2 / probe B",
+        "%",
+        each(&|r| percent(r.s2.prids_per_s, r.probe_b)),
+        "≥ 65%",
+    );
+    median_row("S5 probe A", " requests/s", each(&|r| r.probe_a), "");
+    median_row("S5 S1", " requests/s", each(&|r| r.s1.requests_per_s), "");
+}
