@@ -1,6 +1,8 @@
-//! `prereg-sync dlq …` arguments.
+//! `prereg-sync dlq …`: the arguments, the guards of the destructive commands (a filter or
+//! `--all`, `--yes`), and everything the commands print (text, or JSON under `--json`); the
+//! work itself is `crate::dlq`'s.
 
-use std::path::PathBuf;
+use std::{fmt::Write as _, path::PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
@@ -8,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::Output;
 use crate::{
     config::Settings,
-    dlq::{self, Filter, ListOptions, ReplayOptions, archive},
+    dlq::{self, Filter, ListOptions, Listing, Rework, ReworkOptions, Row, Summary},
     progress::Progress,
 };
 
@@ -60,165 +62,241 @@ impl From<FilterArgs> for Filter {
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// Table of dead-lettered messages (no PRIDs unless --show-ids); the queue is unchanged.
-    List {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// Count per error code instead of rows (scans the whole queue).
-        #[arg(long)]
-        group: bool,
-        /// Include the PRIDs of each request.
-        #[arg(long)]
-        show_ids: bool,
-    },
+    List(ListArgs),
     /// One message in full detail (its body only with --show-ids); the queue is unchanged.
-    Show {
-        transaction_id: String,
-        /// Include the body, which holds PRIDs.
-        #[arg(long)]
-        show_ids: bool,
-    },
+    Show(ShowArgs),
     /// Move matching messages back to their original exchange with a fresh retry budget
     /// (requires a filter or --all).
-    Replay {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Every message: no filter (not needed with --from-file or --dry-run).
-        #[arg(long)]
-        all: bool,
-        /// At most this many messages.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Messages per second.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Print what would move; move nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Replay from a file written by `dlq export` instead of the queue.
-        #[arg(long)]
-        from_file: Option<PathBuf>,
-    },
+    Replay(ReplayArgs),
     /// Remove matching messages (requires --yes, and a filter or --all).
-    Delete {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Every message: no filter (not needed with --dry-run).
-        #[arg(long)]
-        all: bool,
-        /// At most this many messages.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Print what would be removed; remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Confirm the deletion.
-        #[arg(long)]
-        yes: bool,
-    },
+    Delete(DeleteArgs),
     /// Archive matching messages to a JSON-lines file (mode 0600; it holds PRIDs).
-    Export {
-        /// The file to create; it must not exist.
-        #[arg(long)]
-        file: PathBuf,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// At most this many messages.
-        #[arg(long)]
-        limit: Option<usize>,
-    },
+    Export(ExportArgs),
 }
 
 impl DlqCommand {
     pub(super) async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         match self {
-            DlqCommand::List {
-                filter,
-                limit,
-                group,
-                show_ids,
-            } => {
-                let options = ListOptions {
-                    filter: filter.into(),
-                    limit,
-                    json,
-                    group,
-                    show_ids,
-                };
-                Ok(Output::verbatim(dlq::list(settings, &options).await?))
-            }
-            DlqCommand::Show {
-                transaction_id,
-                show_ids,
-            } => Ok(Output::verbatim(
-                dlq::show(settings, &transaction_id, show_ids).await?,
-            )),
-            DlqCommand::Replay {
-                filter,
-                all,
-                limit,
-                rate,
-                dry_run,
-                from_file,
-            } => {
-                if !dry_run && from_file.is_none() {
-                    filter.require_filter_or_all(all, "dlq replay")?;
-                }
-                let options = ReplayOptions {
-                    filter: filter.into(),
-                    limit,
-                    rate,
-                    dry_run,
-                    progress: Progress::new(!json && !dry_run, "dlq replay"),
-                };
-                let summary = match from_file {
-                    Some(file) => archive::replay_file(settings, &options, &file).await?,
-                    None => dlq::replay(settings, &options).await?,
-                };
-                let verb = if dry_run { "dry run" } else { "replayed" };
-                summary_output(verb, dry_run, &summary)
-            }
-            DlqCommand::Delete {
-                filter,
-                all,
-                limit,
-                dry_run,
-                yes,
-            } => {
-                anyhow::ensure!(
-                    dry_run || yes,
-                    "dlq delete removes messages: add --yes (or --dry-run)"
-                );
-                if !dry_run {
-                    filter.require_filter_or_all(all, "dlq delete")?;
-                }
-                let progress = Progress::new(!json && !dry_run, "dlq delete");
-                let summary =
-                    dlq::delete(settings, &filter.into(), limit, dry_run, &progress).await?;
-                let verb = if dry_run { "dry run" } else { "deleted" };
-                summary_output(verb, dry_run, &summary)
-            }
-            DlqCommand::Export {
-                file,
-                filter,
-                limit,
-            } => {
-                let progress = Progress::new(!json, "dlq export");
-                let written =
-                    archive::export(settings, &filter.into(), limit, &file, &progress).await?;
-                Output::new(
-                    format!("exported {written} message(s) to {}", file.display()),
-                    serde_json::json!({ "exported": written, "file": file }),
-                )
-            }
+            DlqCommand::List(args) => args.execute(settings, json).await,
+            DlqCommand::Show(args) => args.execute(settings).await,
+            DlqCommand::Replay(args) => args.execute(settings, json).await,
+            DlqCommand::Delete(args) => args.execute(settings, json).await,
+            DlqCommand::Export(args) => args.execute(settings, json).await,
         }
     }
 }
 
-fn summary_output(verb: &str, dry_run: bool, summary: &dlq::Summary) -> anyhow::Result<Output> {
-    let mut json = serde_json::to_value(summary)?;
-    json["dry_run"] = dry_run.into();
-    Output::new(format!("{verb}: {summary}"), json)
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Count per error code instead of rows (scans the whole queue).
+    #[arg(long)]
+    group: bool,
+    /// Include the PRIDs of each request.
+    #[arg(long)]
+    show_ids: bool,
+}
+
+impl ListArgs {
+    /// A table (or the count per error code), or the same as JSON.
+    async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
+        let options = ListOptions {
+            filter: self.filter.into(),
+            limit: self.limit,
+            group: self.group,
+            show_ids: self.show_ids,
+        };
+        let text = match (dlq::list(settings, &options).await?, json) {
+            (Listing::Groups(groups), true) => serde_json::to_string_pretty(&groups)?,
+            (Listing::Groups(groups), false) => {
+                let mut out = String::from("ERROR_CODE\tCOUNT\n");
+                for (code, n) in &groups {
+                    let _ = writeln!(out, "{code}\t{n}");
+                }
+                out
+            }
+            (Listing::Rows(rows), true) => serde_json::to_string_pretty(&rows)?,
+            (Listing::Rows(rows), false) => table(&rows, options.show_ids),
+        };
+        Ok(Output::verbatim(text))
+    }
+}
+
+fn table(rows: &[Row], show_ids: bool) -> String {
+    let mut out = String::from(
+        "POS\tTRANSACTION_ID\tERROR_CODE\tRETRIES\tFIRST_FAILURE\tDEATHS\tAPP_ID\tREASON",
+    );
+    out.push_str(if show_ids { "\tPRIDS\n" } else { "\n" });
+    for row in rows {
+        let _ = write!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            row.position,
+            row.transaction_id.as_deref().unwrap_or("-"),
+            row.error_code.as_deref().unwrap_or("-"),
+            row.retry_count,
+            row.first_failure_time.as_deref().unwrap_or("-"),
+            row.death_count,
+            row.app_id.as_deref().unwrap_or("-"),
+            row.reason.as_deref().unwrap_or("-"),
+        );
+        if let Some(ids) = &row.pre_registration_ids {
+            let _ = write!(out, "\t{}", ids.join(","));
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "({} message(s))", rows.len());
+    out
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    transaction_id: String,
+    /// Include the body, which holds PRIDs.
+    #[arg(long)]
+    show_ids: bool,
+}
+
+impl ShowArgs {
+    /// Always JSON: the message's properties and headers as the broker gave them.
+    async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
+        let detail = dlq::show(settings, &self.transaction_id, self.show_ids).await?;
+        Ok(Output::verbatim(serde_json::to_string_pretty(&detail)?))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Every message: no filter (not needed with --from-file or --dry-run).
+    #[arg(long)]
+    all: bool,
+    /// At most this many messages.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Messages per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print what would move; move nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replay from a file written by `dlq export` instead of the queue.
+    #[arg(long)]
+    from_file: Option<PathBuf>,
+}
+
+impl ReplayArgs {
+    async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
+        // An archive is a selection already; the guard is for the live queue.
+        if !self.dry_run && self.from_file.is_none() {
+            self.filter.require_filter_or_all(self.all, "dlq replay")?;
+        }
+        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq replay");
+        let mode = Rework::Replay { rate: self.rate };
+        let would = would("replay");
+        let summary = match &self.from_file {
+            Some(file) => dlq::replay_file(settings, self.rate, &options, file, would).await?,
+            None => dlq::rework(settings, mode, &options, would).await?,
+        };
+        summary_output("replayed", &options, &summary)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Every message: no filter (not needed with --dry-run).
+    #[arg(long)]
+    all: bool,
+    /// At most this many messages.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Confirm the deletion.
+    #[arg(long)]
+    yes: bool,
+}
+
+impl DeleteArgs {
+    async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
+        anyhow::ensure!(
+            self.dry_run || self.yes,
+            "dlq delete removes messages: add --yes (or --dry-run)"
+        );
+        if !self.dry_run {
+            self.filter.require_filter_or_all(self.all, "dlq delete")?;
+        }
+        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq delete");
+        let summary = dlq::rework(settings, Rework::Delete, &options, would("delete")).await?;
+        summary_output("deleted", &options, &summary)
+    }
+}
+
+/// The options of `dlq replay` and `dlq delete`; no progress bar in a dry run, whose lines
+/// would tear it.
+fn rework_options(
+    filter: FilterArgs,
+    limit: Option<usize>,
+    dry_run: bool,
+    json: bool,
+    what: &'static str,
+) -> ReworkOptions {
+    ReworkOptions {
+        filter: filter.into(),
+        limit,
+        dry_run,
+        progress: Progress::new(!json && !dry_run, what),
+    }
+}
+
+/// Prints, as a dry run finds it, each message it would act on.
+fn would(verb: &'static str) -> impl FnMut(&Row) {
+    move |row| {
+        let id = row.transaction_id.as_deref().unwrap_or("-");
+        println!("would {verb} {id}");
+    }
+}
+
+/// The last line of `dlq replay` and `dlq delete`: what was `done` (or "dry run"), the counts.
+fn summary_output(done: &str, options: &ReworkOptions, s: &Summary) -> anyhow::Result<Output> {
+    let mut json = serde_json::to_value(s)?;
+    json["dry_run"] = options.dry_run.into();
+    let done = if options.dry_run { "dry run" } else { done };
+    let text = format!(
+        "{done}: examined={} matched={} acted={} kept={}",
+        s.examined, s.matched, s.acted, s.kept
+    );
+    Output::new(text, json)
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The file to create; it must not exist.
+    #[arg(long)]
+    file: PathBuf,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// At most this many messages.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl ExportArgs {
+    async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
+        let progress = Progress::new(!json, "dlq export");
+        let filter = self.filter.into();
+        let written = dlq::export(settings, &filter, self.limit, &self.file, &progress).await?;
+        Output::new(
+            format!("exported {written} message(s) to {}", self.file.display()),
+            serde_json::json!({ "exported": written, "file": self.file }),
+        )
+    }
 }

@@ -1,6 +1,9 @@
-//! The command line: `run` (default), `migrate`, `upgrade-queues`, `dlq …`, `consumed-job …`,
-//! `maintenance …`, `report`, `loadgen`, `probe`; what each prints (text, or JSON with
-//! `--json`) and its exit status.
+//! The command line, in the order of `Command`: `run` (the default), `migrate`,
+//! `upgrade-queues`, `consumed-job run|history`,
+//! `maintenance purge-interface|purge-transactions|purge-audit`, `report`,
+//! `dlq list|show|replay|delete|export`, `loadgen` and `probe`; what each prints (text, or JSON
+//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance) and
+//! `report.rs` hold those commands' arguments and printed output.
 
 mod dlq;
 mod jobs;

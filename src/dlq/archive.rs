@@ -4,8 +4,9 @@
 //! PRIDs, so it is created with mode 0600 and never overwritten.
 
 use std::{
-    fs::OpenOptions,
-    io::{BufRead, BufReader, BufWriter, Write},
+    fs::{File, OpenOptions},
+    io::{BufRead, BufReader, BufWriter, Lines, Write},
+    iter::Enumerate,
     os::unix::fs::OpenOptionsExt,
     path::Path,
 };
@@ -16,9 +17,12 @@ use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Auditor, Filter, ReplayOptions, Row, Summary, pace, queue::DeadLetterQueue, replay_target,
+    Filter, Row, Summary,
+    audit::Auditor,
+    queue::DeadLetterQueue,
+    rework::{self, Rework, ReworkOptions, Sink, Source},
 };
-use crate::{amqp::headers, config::Settings, progress::Progress, storage::audit::AuditEvent};
+use crate::{config::Settings, progress::Progress};
 
 /// One archived message.
 #[derive(Serialize, Deserialize)]
@@ -82,16 +86,24 @@ pub async fn export(
     Ok(written)
 }
 
-/// Publishes the matching archived messages as a replay would (original exchange and routing
-/// key, failure headers removed, `x-replay-count` incremented). The file is read line by line.
+/// `dlq replay --from-file`: the matching archived messages published as a replay would
+/// (original exchange and routing key, failure headers removed, `x-replay-count` incremented),
+/// at most `rate` per second; `would` is told each message a dry run would replay. The file is
+/// read line by line and never changed.
 pub async fn replay_file(
     settings: &Settings,
-    options: &ReplayOptions,
+    rate: Option<f64>,
+    options: &ReworkOptions,
     file: &Path,
+    would: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
-    let reader = BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-    );
+    let reader = Reader {
+        lines: BufReader::new(
+            File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        )
+        .lines()
+        .enumerate(),
+    };
     let target = if options.dry_run {
         None
     } else {
@@ -100,52 +112,70 @@ pub async fn replay_file(
             Auditor::connect(settings).await?,
         ))
     };
-    let limit = options.limit.unwrap_or(usize::MAX) as u64;
-    let pace = options.rate.map(pace);
-    let mut summary = Summary::default();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.context("reading the archive")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let archived: Archived = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "line {} of the archive is not an archived message",
-                index + 1
-            )
-        })?;
-        let body = STANDARD
-            .decode(&archived.body_base64)
-            .context("decoding an archived body")?;
-        summary.examined += 1;
-        options.progress.inc(1);
-        let row = Row::from_parts(index as u64 + 1, &archived.properties, body.len());
-        if !options.filter.matches(&row) || summary.matched >= limit {
-            continue;
-        }
-        summary.matched += 1;
-        let Some((queue, auditor)) = &target else {
-            println!(
-                "would replay {}",
-                row.transaction_id.as_deref().unwrap_or("-")
-            );
-            continue;
-        };
-        if let Some(pace) = pace {
-            tokio::time::sleep(pace).await;
-        }
-        let (exchange, routing_key) = replay_target(&archived.properties, settings);
-        let properties = headers::replay_properties(&archived.properties);
-        queue
-            .publish(&exchange, &routing_key, &body, properties)
-            .await?;
-        summary.acted += 1;
-        auditor.message(&row, AuditEvent::Replayed).await?;
-    }
-    options.progress.finish();
-    if let Some((queue, auditor)) = target {
-        auditor.run(AuditEvent::DlqReplayRun).await?;
+    let sink = target
+        .as_ref()
+        .map(|(queue, auditor)| (Replayer { queue, settings }, auditor));
+    let summary = rework::run(reader, sink, Rework::Replay { rate }, options, would).await?;
+    if let Some((queue, _)) = target {
         queue.close().await;
     }
     Ok(summary)
+}
+
+/// The archive read back, one message per line (blank lines skipped).
+struct Reader {
+    lines: Enumerate<Lines<BufReader<File>>>,
+}
+
+/// An archived message read back: its properties and decoded body.
+struct Restored {
+    properties: BasicProperties,
+    body: Vec<u8>,
+}
+
+impl Source for Reader {
+    type Message = Restored;
+
+    async fn next(&mut self) -> anyhow::Result<Option<(Row, Restored)>> {
+        for (index, line) in self.lines.by_ref() {
+            let line = line.context("reading the archive")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let archived: Archived = serde_json::from_str(&line).with_context(|| {
+                format!(
+                    "line {} of the archive is not an archived message",
+                    index + 1
+                )
+            })?;
+            let body = STANDARD
+                .decode(&archived.body_base64)
+                .context("decoding an archived body")?;
+            let row = Row::from_parts(index as u64 + 1, &archived.properties, body.len());
+            let restored = Restored {
+                properties: archived.properties,
+                body,
+            };
+            return Ok(Some((row, restored)));
+        }
+        Ok(None)
+    }
+}
+
+/// Publishes archived messages as replays; the archive itself is never changed.
+struct Replayer<'a> {
+    queue: &'a DeadLetterQueue,
+    settings: &'a Settings,
+}
+
+impl Sink<Restored> for Replayer<'_> {
+    async fn keep(&self, _: Restored) -> anyhow::Result<bool> {
+        // A message not replayed stays in the file only: nothing to do, nothing kept in a queue.
+        Ok(false)
+    }
+
+    async fn act(&self, message: Restored) -> anyhow::Result<()> {
+        let copy = rework::replay_copy(&message.properties, self.settings);
+        self.queue.forward(copy, &message.body).await
+    }
 }

@@ -1,14 +1,18 @@
 //! Safe access to the dead-letter queue for the `dlq` commands.
 //!
-//! RabbitMQ has no "peek": a message is read by taking it. Two ways of walking the queue are
-//! offered, both bounded by the number of messages present when the command started (the
-//! snapshot), so messages that arrive or fail again meanwhile are never picked up twice:
-//! - [`DeadLetterQueue::inspect`] takes messages without acking and hands them all back at the
-//!   end (their order is kept): nothing changes.
-//! - [`DeadLetterQueue::walk`] and [`DeadLetterQueue::settle`] decide per message: forward it somewhere (replay), drop it
-//!   (delete), or keep it, which re-publishes it at the tail, since a requeued message would
-//!   return to the head and be taken again. Every publish is confirmed before the original is
-//!   acked, so a crash at any point loses nothing (at worst a message exists twice).
+//! RabbitMQ has no "peek": a message is read by taking it (`basic.get` on a plain channel, acks
+//! on that channel too; every copy goes through a separate confirm-mode [`Publisher`]). Two ways
+//! of walking the queue are offered, both bounded by the number of messages present when the
+//! command started (the snapshot), so messages that arrive or fail again meanwhile are never
+//! picked up twice:
+//! - [`DeadLetterQueue::inspect`] (or a [`Walk`] followed by [`DeadLetterQueue::hand_back`])
+//!   takes messages without acking and hands them all back at the end (their order is kept):
+//!   nothing changes.
+//! - [`DeadLetterQueue::walk`] and [`DeadLetterQueue::carry_out`] decide per message: forward it
+//!   somewhere (replay), drop it (delete), or keep it, which re-publishes it at the tail, since
+//!   a requeued message would return to the head and be taken again. Every publish is
+//!   confirmed before the original is acked, so a crash at any point loses nothing (at worst a
+//!   message exists twice).
 
 use anyhow::Context;
 use lapin::{
@@ -25,14 +29,17 @@ use crate::amqp::{
 };
 use crate::config::AmqpSettings;
 
-/// What `rework` does with one message.
-pub enum Action {
-    /// Publish this body and these properties to (exchange, routing key), then ack.
-    Forward {
-        exchange: String,
-        routing_key: String,
-        properties: Box<BasicProperties>,
-    },
+/// Where a message is published, and with which properties (a replay's copy).
+pub(super) struct Forward {
+    pub(super) exchange: String,
+    pub(super) routing_key: String,
+    pub(super) properties: BasicProperties,
+}
+
+/// What [`DeadLetterQueue::carry_out`] does with one message.
+pub(super) enum Action {
+    /// Publish the body as `Forward` says, then ack.
+    Forward(Box<Forward>),
     /// Ack: the message is gone.
     Drop,
     /// Re-publish unchanged (but for broker-owned headers) at the tail of the queue, then ack.
@@ -40,7 +47,7 @@ pub enum Action {
 }
 
 /// A walk through the snapshot (see [`DeadLetterQueue::walk`]).
-pub struct Walk<'a> {
+pub(super) struct Walk<'a> {
     queue: &'a DeadLetterQueue,
     remaining: u32,
     position: u64,
@@ -48,12 +55,12 @@ pub struct Walk<'a> {
 
 impl Walk<'_> {
     /// Messages of the snapshot not taken yet.
-    pub fn remaining(&self) -> u32 {
+    pub(super) fn remaining(&self) -> u32 {
         self.remaining
     }
 
     /// The next message of the snapshot with its position, or `None` at its end.
-    pub async fn next(&mut self) -> anyhow::Result<Option<(u64, Delivery)>> {
+    pub(super) async fn take_next(&mut self) -> anyhow::Result<Option<(u64, Delivery)>> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -67,7 +74,7 @@ impl Walk<'_> {
     }
 }
 
-pub struct DeadLetterQueue {
+pub(super) struct DeadLetterQueue {
     connection: Connection,
     channel: Channel,
     publisher: Publisher,
@@ -75,7 +82,7 @@ pub struct DeadLetterQueue {
 }
 
 impl DeadLetterQueue {
-    pub async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
+    pub(super) async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
         let connection = amqp::connect(settings).await?;
         // For `basic.get` and acks only; copies are published through `Publisher`.
         let channel = connection
@@ -94,7 +101,7 @@ impl DeadLetterQueue {
     }
 
     /// Messages ready in the queue now: the snapshot a command works through.
-    pub async fn snapshot(&self) -> anyhow::Result<u32> {
+    pub(super) async fn snapshot(&self) -> anyhow::Result<u32> {
         let queue = self
             .channel
             .queue_declare(
@@ -121,15 +128,15 @@ impl DeadLetterQueue {
 
     /// Shows every message of the snapshot to `visit` (its position from 1 and the message),
     /// then returns them all to the queue in their order. `visit` returns false to stop early.
-    pub async fn inspect(
+    pub(super) async fn inspect(
         &self,
         mut visit: impl FnMut(u64, &Delivery) -> bool,
     ) -> anyhow::Result<()> {
-        let snapshot = self.snapshot().await?;
+        let mut walk = self.walk().await?;
         let mut result = Ok(());
-        for position in 1..=u64::from(snapshot) {
-            match self.take().await {
-                Ok(Some(delivery)) => {
+        loop {
+            match walk.take_next().await {
+                Ok(Some((position, delivery))) => {
                     if !visit(position, &delivery) {
                         break;
                     }
@@ -141,6 +148,12 @@ impl DeadLetterQueue {
                 }
             }
         }
+        self.hand_back().await?;
+        result
+    }
+
+    /// Returns every message taken and not carried out to the queue, order kept.
+    pub(super) async fn hand_back(&self) -> anyhow::Result<()> {
         // Tag 0 with `multiple` returns every unacked message of this channel, order kept.
         let all = BasicNackOptions {
             multiple: true,
@@ -149,13 +162,14 @@ impl DeadLetterQueue {
         self.channel
             .basic_nack(0, all)
             .await
-            .context("returning inspected messages")?;
-        result
+            .context("returning inspected messages")
     }
 
-    /// Starts a walk through the snapshot for acting on messages: take each with
-    /// [`Walk::next`], then settle it with [`DeadLetterQueue::settle`] before taking the next.
-    pub async fn walk(&self) -> anyhow::Result<Walk<'_>> {
+    /// Starts a walk through the snapshot: take each message with [`Walk::take_next`], then
+    /// either carry out an action for it with [`DeadLetterQueue::carry_out`] before taking the
+    /// next, or (to change nothing) act on none and [`DeadLetterQueue::hand_back`] them all at
+    /// the end.
+    pub(super) async fn walk(&self) -> anyhow::Result<Walk<'_>> {
         let remaining = self.snapshot().await?;
         Ok(Walk {
             queue: self,
@@ -166,16 +180,13 @@ impl DeadLetterQueue {
 
     /// Carries out `action` for a message taken by a walk: its publish is confirmed before the
     /// message is acked.
-    pub async fn settle(&self, delivery: &Delivery, action: Action) -> anyhow::Result<()> {
+    pub(super) async fn carry_out(
+        &self,
+        delivery: &Delivery,
+        action: Action,
+    ) -> anyhow::Result<()> {
         match action {
-            Action::Forward {
-                exchange,
-                routing_key,
-                properties,
-            } => {
-                self.publish(&exchange, &routing_key, &delivery.data, *properties)
-                    .await?;
-            }
+            Action::Forward(to) => self.forward(*to, &delivery.data).await?,
             Action::Drop => {}
             Action::Keep => {
                 let properties = headers::without_broker_headers(&delivery.properties);
@@ -195,8 +206,14 @@ impl DeadLetterQueue {
         Ok(())
     }
 
+    /// Publishes `body` as `to` says, with a confirm (nothing is acked).
+    pub(super) async fn forward(&self, to: Forward, body: &[u8]) -> anyhow::Result<()> {
+        self.publish(&to.exchange, &to.routing_key, body, to.properties)
+            .await
+    }
+
     /// Publishes with a confirm; an unroutable message is an error (nothing was delivered).
-    pub async fn publish(
+    async fn publish(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -215,7 +232,7 @@ impl DeadLetterQueue {
         }
     }
 
-    pub async fn close(self) {
+    pub(super) async fn close(self) {
         self.publisher.close().await;
         let _ = self.channel.close(200, "done".into()).await;
         let _ = self.connection.close(200, "done".into()).await;
@@ -224,7 +241,7 @@ impl DeadLetterQueue {
 
 /// How often the broker itself dead-lettered this message (the `x-death` counts), or the
 /// count carried in `x-death-count` after a `Keep` move dropped `x-death`.
-pub fn death_count(properties: &BasicProperties) -> i64 {
+pub(super) fn death_count(properties: &BasicProperties) -> i64 {
     let headers = properties.headers().as_ref();
     if let Some(carried) = integer(headers, headers::DEATH_COUNT) {
         return carried;
