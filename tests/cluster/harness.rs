@@ -15,7 +15,7 @@ use lapin::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::*;
+use support::*;
 
 pub const REQUESTS: usize = 3_000;
 /// The test's reply queue: a quorum queue, so replies survive the node that hosts it.

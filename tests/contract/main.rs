@@ -2,10 +2,6 @@
 //! names, property values, header keys and types, JSON field spelling and error codes must
 //! match docs/contract.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
 
-#[allow(dead_code)]
-#[path = "../worker/helpers.rs"]
-mod helpers;
-
 use std::time::{Duration, Instant};
 
 use amqprs::{
@@ -13,7 +9,7 @@ use amqprs::{
     channel::{BasicGetArguments, BasicPublishArguments, Channel, QueueDeclareArguments},
     connection::{Connection, OpenConnectionArguments},
 };
-use helpers::{TestEnv, prids, rabbitmqctl};
+use support::{TestEnv, check_reply_body, prids, rabbitmqctl};
 
 async fn open(vhost: &str) -> (Connection, Channel) {
     let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest")
@@ -30,15 +26,11 @@ async fn get(channel: &Channel, queue: &str) -> (BasicProperties, Vec<u8>) {
         let args = BasicGetArguments::new(queue).no_ack(true).finish();
         if let Some((_, properties, body)) = channel.basic_get(args).await.unwrap() {
             // A reply read by another client validates against its JSON Schema too.
-            let schema = match properties.message_type().map(String::as_str) {
-                Some("ack") => Some(&*helpers::SUCCESS_SCHEMA),
-                Some("error") => Some(&*helpers::ERROR_SCHEMA),
-                _ => None,
-            };
-            if let Some(schema) = schema {
-                let json = serde_json::from_slice(&body).expect("a reply is JSON");
-                helpers::assert_valid(schema, "a reply read with amqprs", &json);
-            }
+            check_reply_body(
+                properties.message_type().map(String::as_str),
+                &body,
+                "a reply read with amqprs",
+            );
             return (properties, body);
         }
         assert!(Instant::now() < deadline, "nothing arrived on {queue}");

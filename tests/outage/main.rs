@@ -1,16 +1,12 @@
 //! Faults that stop a shared service. `scripts/test` runs this binary alone, after every
 //! parallel test, with one test thread: nothing else may be using PostgreSQL meanwhile.
 
-#[allow(dead_code)]
-#[path = "../worker/helpers.rs"]
-mod helpers;
-
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
-use helpers::*;
+use support::*;
 
 fn cluster(action: &str) {
     let version = std::fs::read_dir("/etc/postgresql")

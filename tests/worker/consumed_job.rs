@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::*;
+use support::*;
 
 /// Applications with a demographic row, two documents, an `applications` row and, for every
 /// other one, an appointment.

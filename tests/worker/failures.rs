@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{helpers::*, proxy::*};
+use support::*;
 
 fn short_statement_timeout() -> TestEnv {
     TestEnv::with_vars(&[("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "400ms")])

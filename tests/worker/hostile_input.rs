@@ -8,7 +8,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
-use crate::helpers::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_answered_dead_lettered_and_survived() {

@@ -3,7 +3,7 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::helpers::*;
+use support::*;
 
 /// The permission set docs/security.md documents for the worker's RabbitMQ user.
 const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";

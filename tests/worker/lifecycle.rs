@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::*;
+use support::*;
 
 const REQUESTS: usize = 1000;
 const PER_REQUEST: usize = 2;

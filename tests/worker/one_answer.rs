@@ -16,7 +16,7 @@ use lapin::{
 use prereg_sync::startup::Application;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::*;
+use support::*;
 
 async fn wait_for_metric(env: &TestEnv, sample: &str, at_least: f64, limit: Duration) {
     let deadline = Instant::now() + limit;

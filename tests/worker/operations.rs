@@ -13,7 +13,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
-use crate::{helpers::*, proxy::*};
+use support::*;
 
 /// Publishes `n` requests whose PRIDs have no application (PRG_DATA_SYNC_011) and `m` with a
 /// wrong version (PRG_PAM_CORE_002), waits until all are dead-lettered; returns the PRIDs of

@@ -1,22 +1,19 @@
 //! The JSON Schemas in `schemas/` (draft 2020-12) agree with the worker: the request fixtures
 //! validate, requests the worker rejects for their shape fail the schema with it, and every reply
-//! validates as built. Every reply an integration test receives is checked too, by the helpers
-//! that take messages from a queue (`helpers::check_reply`).
+//! validates as built. Every reply an integration test receives is checked too, by the support
+//! crate's `Broker` that takes messages from a queue (`support::check_reply`).
 
 use chrono::Utc;
-use prereg_sync::{
-    config::Settings,
-    message::{ErrorCode, Reply, RequestValidator},
-};
+use prereg_sync::message::{ErrorCode, Reply, RequestValidator};
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, assert_valid, config_dir, prids, request_body,
+use support::{
+    ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, assert_valid, default_settings, prids,
+    request_body,
 };
 
 fn validator() -> RequestValidator {
-    let settings = Settings::load_from(&config_dir(), &Default::default()).unwrap();
-    RequestValidator::new(&settings.validation)
+    RequestValidator::new(&default_settings().validation)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use support::*;
 
 /// A broker user with a distinctive password and a database URL with another, installed in
 /// the environment; the user is removed on drop.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_batch_is_stored_and_answered_on_reply_to() {

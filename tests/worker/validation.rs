@@ -6,7 +6,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use prereg_sync::message::format_timestamp;
 
-use crate::helpers::*;
+use support::*;
 
 fn envelope(id: &str, version: &str, requesttime: &str, request: &str) -> Vec<u8> {
     format!(r#"{{"id":{id},"version":{version},"requesttime":{requesttime},"request":{request}}}"#)
@@ -128,7 +128,7 @@ async fn every_rule_has_its_code_reply_and_dead_letter() {
             reply.properties.message_id().as_ref().unwrap().as_str(),
             format!("{tx}.error")
         );
-        let body_json = crate::helpers::json(reply);
+        let body_json = support::json(reply);
         assert!(body_json["response"].is_null());
         assert_eq!(body_json["errors"].as_array().unwrap().len(), 1);
 
