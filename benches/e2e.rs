@@ -23,6 +23,7 @@ use prereg_sync::{
     loadgen::{generate_prids, percentile, request_body, seed_applications},
     storage::{Database, migrate},
 };
+use support::must;
 
 const BIN: &str = env!("CARGO_BIN_EXE_prereg-sync");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
@@ -63,8 +64,8 @@ impl Env {
     fn new(name: &str) -> Env {
         let name = format!("prs_bench_{name}");
         let _ = rabbitmqctl().args(["delete_vhost", &name]).output();
-        run(rabbitmqctl().args(["add_vhost", &name]));
-        run(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
+        must(rabbitmqctl().args(["add_vhost", &name]));
+        must(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
         psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -116,18 +117,8 @@ impl Drop for Env {
     }
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn psql(db: &str, sql: &str) -> String {
-    run(Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql]))
+    must(Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql]))
 }
 
 /// A worker process, stopped with SIGTERM (and waited for) when dropped.
@@ -416,7 +407,8 @@ async fn latency(requests: usize, rate: f64) -> anyhow::Result<(Duration, Durati
     seed_applications(&settings, &prids).await?;
     let worker = env.spawn_worker();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !run(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests") {
+    while !must(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests")
+    {
         ensure!(Instant::now() < deadline, "worker did not start consuming");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -81,12 +81,30 @@ async fn the_contract_holds_from_outside() {
     env.vars.remove("PREREG_SYNC__RETRY__DELAYS"); // the contract's default tiers
     env.spawn_app().await;
     let vhost = env.vhost.clone();
+    assert_exchanges_and_queues(&vhost);
+    assert_retry_tiers_and_bindings(&vhost);
 
-    // Topology: names, kinds, durability, arguments.
+    let ids = prids(2);
+    env.seed_applications(&ids[..1]).await;
+    let (connection, channel) = open(&vhost).await;
+    channel
+        .queue_declare(QueueDeclareArguments::durable_client_named("rp.contract"))
+        .await
+        .unwrap();
+    let publish = BasicPublishArguments::new("prereg.reverse-sync", "consumed-prereg-ids");
+    assert_success_reply(&channel, &publish, &ids).await;
+    assert_error_reply_and_dead_letter(&channel, publish).await;
+    channel.close().await.unwrap();
+    connection.close().await.unwrap();
+    env.stop_app().await;
+}
+
+/// Topology: names, kinds, durability, arguments of the exchanges and queues.
+fn assert_exchanges_and_queues(vhost: &str) {
     assert!(
         listed(
             "list_exchanges",
-            &vhost,
+            vhost,
             &["name", "type", "durable"],
             "prereg.reverse-sync"
         )
@@ -95,7 +113,7 @@ async fn the_contract_holds_from_outside() {
     assert!(
         listed(
             "list_exchanges",
-            &vhost,
+            vhost,
             &["name", "type", "durable"],
             "prereg.reverse-sync.dlx"
         )
@@ -103,7 +121,7 @@ async fn the_contract_holds_from_outside() {
     );
     let requests = listed(
         "list_queues",
-        &vhost,
+        vhost,
         &["name", "type", "durable", "arguments"],
         "prereg.reverse-sync.requests",
     );
@@ -120,13 +138,17 @@ async fn the_contract_holds_from_outside() {
         );
     }
     for queue in ["prereg.reverse-sync.dlq", "prereg.reverse-sync.replies"] {
-        let line = listed("list_queues", &vhost, &["name", "type", "durable"], queue);
+        let line = listed("list_queues", vhost, &["name", "type", "durable"], queue);
         assert!(line.ends_with("quorum\ttrue"), "{line}");
     }
+}
+
+/// The retry tiers' arguments, and the request queue's and the DLQ's bindings.
+fn assert_retry_tiers_and_bindings(vhost: &str) {
     for (queue, ttl) in [("10s", 10_000), ("1m", 60_000), ("5m", 300_000)] {
         let line = listed(
             "list_queues",
-            &vhost,
+            vhost,
             &["name", "type", "arguments"],
             &format!("prereg.reverse-sync.retry.{queue}"),
         );
@@ -155,7 +177,7 @@ async fn the_contract_holds_from_outside() {
         "-q",
         "--no-table-headers",
         "-p",
-        &vhost,
+        vhost,
         "source_name",
         "destination_name",
         "routing_key",
@@ -172,21 +194,15 @@ async fn the_contract_holds_from_outside() {
             .any(|l| l.starts_with("prereg.reverse-sync.dlx\tprereg.reverse-sync.dlq")),
         "{bindings}"
     );
+}
 
-    let ids = prids(2);
-    env.seed_applications(&ids[..1]).await;
-    let (connection, channel) = open(&vhost).await;
-    channel
-        .queue_declare(QueueDeclareArguments::durable_client_named("rp.contract"))
-        .await
-        .unwrap();
-
-    // A success reply.
+/// A request with a known and an unknown PRID (`ids`) gets its success reply, property by
+/// property and byte for byte.
+async fn assert_success_reply(channel: &Channel, publish: &BasicPublishArguments, ids: &[String]) {
     let body = format!(
         r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","requesttime":"2026-11-22T07:05:08.850Z","request":{{"preRegistrationIds":["{}","{}"]}}}}"#,
         ids[0], ids[1]
     );
-    let publish = BasicPublishArguments::new("prereg.reverse-sync", "consumed-prereg-ids");
     channel
         .basic_publish(
             publish_properties("tx-c1", "rp.contract"),
@@ -195,7 +211,7 @@ async fn the_contract_holds_from_outside() {
         )
         .await
         .unwrap();
-    let (properties, reply) = get(&channel, "rp.contract").await;
+    let (properties, reply) = get(channel, "rp.contract").await;
     assert_eq!(
         properties.correlation_id().map(String::as_str),
         Some("c-tx-c1")
@@ -220,8 +236,10 @@ async fn the_contract_holds_from_outside() {
             ids[0], ids[1]
         )
     );
+}
 
-    // An error reply and its dead-letter copy.
+/// An invalid request gets its error reply, and its dead-letter copy the contract's headers.
+async fn assert_error_reply_and_dead_letter(channel: &Channel, publish: BasicPublishArguments) {
     let bad = r#"{"id":"mosip.pre-registration.datasync.store","version":"2.0","requesttime":"2026-11-22T07:05:08.850Z","request":{}}"#;
     channel
         .basic_publish(
@@ -231,7 +249,7 @@ async fn the_contract_holds_from_outside() {
         )
         .await
         .unwrap();
-    let (properties, reply) = get(&channel, "rp.contract").await;
+    let (properties, reply) = get(channel, "rp.contract").await;
     assert_eq!(
         properties.message_id().map(String::as_str),
         Some("tx-c2.error")
@@ -245,7 +263,7 @@ async fn the_contract_holds_from_outside() {
             r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","responsetime":"{responsetime}","response":null,"errors":[{{"errorCode":"PRG_PAM_CORE_002","message":"Request version is invalid"}}]}}"#
         )
     );
-    let (dead, dead_body) = get(&channel, "prereg.reverse-sync.dlq").await;
+    let (dead, dead_body) = get(channel, "prereg.reverse-sync.dlq").await;
     assert_eq!(dead_body, bad.as_bytes());
     assert_eq!(dead.message_id().map(String::as_str), Some("tx-c2"));
     assert_eq!(string_header(&dead, "x-error-code"), "PRG_PAM_CORE_002");
@@ -271,7 +289,4 @@ async fn the_contract_holds_from_outside() {
         prereg_sync::message::envelope::parse_request_time(&first).is_some(),
         "{first}"
     );
-    channel.close().await.unwrap();
-    connection.close().await.unwrap();
-    env.stop_app().await;
 }

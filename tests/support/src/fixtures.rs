@@ -53,6 +53,13 @@ pub fn now_utc() -> chrono::NaiveDateTime {
     Utc::now().naive_utc()
 }
 
+/// The transaction ID the worker derives from a request's body when its `message_id` is
+/// missing or unusable.
+pub fn derived_transaction_id(body: &[u8]) -> String {
+    prereg_sync::message::TransactionId::derived(&prereg_sync::message::body_sha256_hex(body))
+        .to_string()
+}
+
 impl TestEnv {
     /// Seeds `applicant_demographic` rows so the known-application check passes.
     pub async fn seed_applications(&self, prids: &[String]) {

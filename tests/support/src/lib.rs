@@ -25,7 +25,9 @@ mod wait;
 pub use app::{binary, metric_at, metrics_at, prereg_sync, terminate};
 pub use broker::{Broker, DLQ, EXCHANGE, REPLY_QUEUE, REQUEST_QUEUE, ROUTING_KEY};
 pub use env::{TestEnv, config_dir, default_settings, must, psql, rabbitmqctl};
-pub use fixtures::{REQUEST_TIME, now_utc, prids, properties, request_body};
+pub use fixtures::{
+    REQUEST_TIME, derived_transaction_id, now_utc, prids, properties, request_body,
+};
 pub use proxy::{POSTGRES, Proxy, RABBITMQ};
 pub use reply::{
     Answers, ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical, assert_valid,
