@@ -1,7 +1,7 @@
 //! The JSON Schemas in `schemas/` (draft 2020-12) agree with the worker: the request fixtures
 //! validate, requests the worker rejects for their shape fail the schema with it, and every reply
-//! validates as built. Every reply an integration test receives is checked too, by the support
-//! crate's `Broker` that takes messages from a queue (`support::check_reply`).
+//! validates as built. Every reply an integration test receives is checked too: the support
+//! crate's `Broker` checks each one it takes from a queue.
 
 use chrono::Utc;
 use prereg_sync::message::{ErrorCode, Reply, RequestValidator};

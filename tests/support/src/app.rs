@@ -31,7 +31,7 @@ impl RunningApp {
 }
 
 /// The `prereg-sync` binary cargo built for the integration test being run.
-pub fn binary() -> PathBuf {
+fn binary() -> PathBuf {
     std::env::var_os("CARGO_BIN_EXE_prereg-sync")
         .expect("CARGO_BIN_EXE_prereg-sync is set: run the tests with `cargo test`")
         .into()
@@ -54,7 +54,7 @@ pub fn terminate(child: &Child) {
 }
 
 /// The `/metrics` text of a worker serving HTTP on `addr`.
-pub async fn metrics_at(addr: SocketAddr) -> String {
+async fn metrics_at(addr: SocketAddr) -> String {
     reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()
@@ -63,8 +63,8 @@ pub async fn metrics_at(addr: SocketAddr) -> String {
         .unwrap()
 }
 
-/// One sample of [`metrics_at`], e.g. `prereg_sync_retries_total{kind="delayed"}`; 0 when
-/// absent.
+/// One sample of the `/metrics` of a worker serving HTTP on `addr`, e.g.
+/// `prereg_sync_retries_total{kind="delayed"}`; 0 when absent.
 pub async fn metric_at(addr: SocketAddr, sample: &str) -> f64 {
     metrics_at(addr)
         .await

@@ -14,7 +14,7 @@ use lapin::{
     types::FieldTable,
 };
 
-use crate::{TestEnv, check_reply, properties, request_body};
+use crate::{TestEnv, properties, reply::check_reply, request_body};
 
 pub const EXCHANGE: &str = "prereg.reverse-sync";
 pub const ROUTING_KEY: &str = "consumed-prereg-ids";

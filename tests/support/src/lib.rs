@@ -22,7 +22,7 @@ mod proxy;
 mod reply;
 mod wait;
 
-pub use app::{binary, metric_at, metrics_at, prereg_sync, terminate};
+pub use app::{metric_at, prereg_sync, terminate};
 pub use broker::{Broker, DLQ, EXCHANGE, REPLY_QUEUE, REQUEST_QUEUE, ROUTING_KEY};
 pub use env::{TestEnv, config_dir, default_settings, must, psql, rabbitmqctl};
 pub use fixtures::{
@@ -31,7 +31,6 @@ pub use fixtures::{
 pub use proxy::{POSTGRES, Proxy, RABBITMQ};
 pub use reply::{
     Answers, ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical, assert_valid,
-    by_transaction, check_reply, check_reply_body, error_code, header_int, header_str, json,
-    record_answer,
+    by_transaction, check_reply_body, error_code, header_int, header_str, json, record_answer,
 };
 pub use wait::wait_until;

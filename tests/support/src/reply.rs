@@ -90,7 +90,7 @@ pub fn check_reply_body(kind: Option<&str>, body: &[u8], what: &str) {
 }
 
 /// [`check_reply_body`] of a delivery taken by the test's [`Broker`](crate::Broker).
-pub fn check_reply(delivery: &Delivery) {
+pub(crate) fn check_reply(delivery: &Delivery) {
     let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
     check_reply_body(kind, &delivery.data, "a received reply");
 }
