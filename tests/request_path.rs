@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 use prereg_sync::{
-    config::Settings,
     message::{ErrorCode, RequestValidator, prid},
     processor::{Identity, registration_processor_id},
 };
@@ -13,11 +12,7 @@ use proptest::prelude::*;
 /// The validator of the default configuration, built once.
 fn validator() -> &'static RequestValidator {
     static VALIDATOR: std::sync::OnceLock<RequestValidator> = std::sync::OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-        let settings = Settings::load_from(&dir, &Default::default()).unwrap();
-        RequestValidator::new(&settings.validation)
-    })
+    VALIDATOR.get_or_init(|| RequestValidator::new(&support::default_settings().validation))
 }
 
 /// Codes validation may produce; the others come from storage or the consumer.

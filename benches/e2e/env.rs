@@ -4,6 +4,7 @@
 use std::process::{Child, Command, Stdio};
 
 use prereg_sync::config::Settings;
+pub use support::must;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_prereg-sync");
 pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
@@ -44,8 +45,8 @@ impl Env {
     pub fn new(name: &str) -> Env {
         let name = format!("prs_bench_{name}");
         let _ = rabbitmqctl().args(["delete_vhost", &name]).output();
-        run(rabbitmqctl().args(["add_vhost", &name]));
-        run(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
+        must(rabbitmqctl().args(["add_vhost", &name]));
+        must(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
         psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -97,18 +98,8 @@ impl Drop for Env {
     }
 }
 
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 pub fn psql(db: &str, sql: &str) -> String {
-    run(Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql]))
+    must(Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql]))
 }
 
 /// A worker process, stopped with SIGTERM (and waited for) when dropped.

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{harness::*, helpers::*};
+use support::*;
+
+use crate::harness::*;
 
 const ALL: [usize; 3] = [1, 2, 3];
 

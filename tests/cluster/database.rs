@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{harness::*, helpers::*};
+use support::*;
+
+use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_the_postgresql_primary_killed_mid_stream_and_the_standby_promoted() {

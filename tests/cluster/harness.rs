@@ -2,7 +2,6 @@
 //! 3,000-request stream, the recovery clock and the final accounting.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     process::Command,
@@ -15,7 +14,7 @@ use lapin::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::*;
+use support::*;
 
 pub const REQUESTS: usize = 3_000;
 /// The test's reply queue: a quorum queue, so replies survive the node that hosts it.
@@ -24,11 +23,14 @@ pub const REPLIES: &str = "rp.replies";
 const STREAM_LIMIT: Duration = Duration::from_secs(300);
 pub const ACK_REPLIES: &str = "prereg_sync_replies_published_total{kind=\"ack\"}";
 
-fn script(name: &str, args: &[&str]) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn script_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
-        .join(name);
-    must(Command::new(path).args(args))
+        .join(name)
+}
+
+fn script(name: &str, args: &[&str]) -> String {
+    must(Command::new(script_path(name)).args(args))
 }
 
 /// `scripts/cluster ARGS`.
@@ -131,9 +133,7 @@ impl ClusterEnv {
 impl Drop for ClusterEnv {
     fn drop(&mut self) {
         // Whatever the test left down comes back for the next one.
-        let _ = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster"))
-            .arg("up")
-            .output();
+        let _ = Command::new(script_path("cluster")).arg("up").output();
         let _ = Command::new("rabbitmqctl")
             .args(["-n", "c1@localhost", "delete_vhost", &self.env.vhost])
             .output();
@@ -180,11 +180,14 @@ pub async fn publish_stream(env: &TestEnv, publish_url: &str) {
 
 /// Waits until the workers at `addrs` have published `at_least` ack replies together.
 pub async fn wait_for_acks(addrs: &[SocketAddr], at_least: f64) {
-    let deadline = Instant::now() + STREAM_LIMIT;
-    while total_acks(addrs).await < at_least {
-        assert!(Instant::now() < deadline, "fewer than {at_least} replies");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let failure = format!("fewer than {at_least} replies");
+    wait_until(
+        STREAM_LIMIT,
+        Duration::from_millis(20),
+        &failure,
+        async || total_acks(addrs).await >= at_least,
+    )
+    .await;
 }
 
 async fn total_acks(addrs: &[SocketAddr]) -> f64 {
@@ -256,7 +259,7 @@ impl ReplyClock {
 /// whole; prints one `RESULT` line for docs/scaling.md.
 pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recovery) {
     let broker = Broker::connect_url(url).await;
-    let mut answered: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    let mut answered = Answers::new();
     // One `basic.get` at a time: a consumer would take more than it is asked for, and what
     // it holds beyond that stays unacked until the channel closes.
     let deadline = Instant::now() + STREAM_LIMIT;
@@ -267,14 +270,17 @@ pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recov
             Duration::from_secs(3)
         };
         match broker.get(REPLIES, wait).await {
-            Some(reply) => record(&mut answered, reply),
+            Some(reply) => {
+                assert_eq!(error_code(&reply), "", "no error reply");
+                record_answer(&mut answered, &reply);
+            }
             None => break,
         }
     }
     let replies: usize = answered.values().map(Vec::len).sum();
     assert_eq!(answered.len(), REQUESTS, "every request answered");
     assert!(
-        answered.values().all(|r| r.iter().all(|b| *b == r[0])),
+        all_identical(&answered),
         "all replies for one transaction are byte-identical"
     );
     let stored = env.rows("processed_prereg_list").await;
@@ -287,11 +293,13 @@ pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recov
         .count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'DUPLICATE'")
         .await;
     // Acks of the last replies may still be on their way to the queue.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while broker.depth(REQUEST_QUEUE).await > 0 {
-        assert!(Instant::now() < deadline, "requests left in the queue");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        "requests left in the queue",
+        async || broker.depth(REQUEST_QUEUE).await == 0,
+    )
+    .await;
     assert_eq!(broker.depth(DLQ).await, 0, "nothing dead-lettered");
     let _ = broker.connection.close(200, "".into()).await;
     println!(
@@ -303,13 +311,4 @@ pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recov
         replies,
         replies - answered.len(),
     );
-}
-
-/// Files a reply by transaction ID; every one must be a success reply.
-fn record(answered: &mut HashMap<String, Vec<Vec<u8>>>, reply: lapin::message::Delivery) {
-    assert_eq!(error_code(&reply), "", "no error reply");
-    answered
-        .entry(header_str(&reply, "x-transaction-id").unwrap())
-        .or_default()
-        .push(reply.data);
 }

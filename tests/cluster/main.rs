@@ -10,10 +10,6 @@
 //! are not, so a test can also run on its own:
 //! `cargo test --all-features --test cluster serial_… -- --test-threads=1 --nocapture`.
 
-#[allow(dead_code)]
-#[path = "../worker/helpers.rs"]
-mod helpers;
-
 mod broker;
 mod database;
 mod harness;

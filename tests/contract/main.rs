@@ -2,10 +2,6 @@
 //! names, property values, header keys and types, JSON field spelling and error codes must
 //! match docs/contract.md exactly. Nothing from prereg-sync's own AMQP layer is used to read.
 
-#[allow(dead_code)]
-#[path = "../worker/helpers.rs"]
-mod helpers;
-
 use std::time::{Duration, Instant};
 
 use amqprs::{
@@ -13,7 +9,7 @@ use amqprs::{
     channel::{BasicGetArguments, BasicPublishArguments, Channel, QueueDeclareArguments},
     connection::{Connection, OpenConnectionArguments},
 };
-use helpers::{TestEnv, prids, rabbitmqctl};
+use support::{TestEnv, check_reply_body, prids, rabbitmqctl};
 
 async fn open(vhost: &str) -> (Connection, Channel) {
     let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest")
@@ -30,15 +26,11 @@ async fn get(channel: &Channel, queue: &str) -> (BasicProperties, Vec<u8>) {
         let args = BasicGetArguments::new(queue).no_ack(true).finish();
         if let Some((_, properties, body)) = channel.basic_get(args).await.unwrap() {
             // A reply read by another client validates against its JSON Schema too.
-            let schema = match properties.message_type().map(String::as_str) {
-                Some("ack") => Some(&*helpers::SUCCESS_SCHEMA),
-                Some("error") => Some(&*helpers::ERROR_SCHEMA),
-                _ => None,
-            };
-            if let Some(schema) = schema {
-                let json = serde_json::from_slice(&body).expect("a reply is JSON");
-                helpers::assert_valid(schema, "a reply read with amqprs", &json);
-            }
+            check_reply_body(
+                properties.message_type().map(String::as_str),
+                &body,
+                "a reply read with amqprs",
+            );
             return (properties, body);
         }
         assert!(Instant::now() < deadline, "nothing arrived on {queue}");
@@ -89,12 +81,30 @@ async fn the_contract_holds_from_outside() {
     env.vars.remove("PREREG_SYNC__RETRY__DELAYS"); // the contract's default tiers
     env.spawn_app().await;
     let vhost = env.vhost.clone();
+    assert_exchanges_and_queues(&vhost);
+    assert_retry_tiers_and_bindings(&vhost);
 
-    // Topology: names, kinds, durability, arguments.
+    let ids = prids(2);
+    env.seed_applications(&ids[..1]).await;
+    let (connection, channel) = open(&vhost).await;
+    channel
+        .queue_declare(QueueDeclareArguments::durable_client_named("rp.contract"))
+        .await
+        .unwrap();
+    let publish = BasicPublishArguments::new("prereg.reverse-sync", "consumed-prereg-ids");
+    assert_success_reply(&channel, &publish, &ids).await;
+    assert_error_reply_and_dead_letter(&channel, publish).await;
+    channel.close().await.unwrap();
+    connection.close().await.unwrap();
+    env.stop_app().await;
+}
+
+/// Topology: names, kinds, durability, arguments of the exchanges and queues.
+fn assert_exchanges_and_queues(vhost: &str) {
     assert!(
         listed(
             "list_exchanges",
-            &vhost,
+            vhost,
             &["name", "type", "durable"],
             "prereg.reverse-sync"
         )
@@ -103,7 +113,7 @@ async fn the_contract_holds_from_outside() {
     assert!(
         listed(
             "list_exchanges",
-            &vhost,
+            vhost,
             &["name", "type", "durable"],
             "prereg.reverse-sync.dlx"
         )
@@ -111,7 +121,7 @@ async fn the_contract_holds_from_outside() {
     );
     let requests = listed(
         "list_queues",
-        &vhost,
+        vhost,
         &["name", "type", "durable", "arguments"],
         "prereg.reverse-sync.requests",
     );
@@ -128,13 +138,17 @@ async fn the_contract_holds_from_outside() {
         );
     }
     for queue in ["prereg.reverse-sync.dlq", "prereg.reverse-sync.replies"] {
-        let line = listed("list_queues", &vhost, &["name", "type", "durable"], queue);
+        let line = listed("list_queues", vhost, &["name", "type", "durable"], queue);
         assert!(line.ends_with("quorum\ttrue"), "{line}");
     }
+}
+
+/// The retry tiers' arguments, and the request queue's and the DLQ's bindings.
+fn assert_retry_tiers_and_bindings(vhost: &str) {
     for (queue, ttl) in [("10s", 10_000), ("1m", 60_000), ("5m", 300_000)] {
         let line = listed(
             "list_queues",
-            &vhost,
+            vhost,
             &["name", "type", "arguments"],
             &format!("prereg.reverse-sync.retry.{queue}"),
         );
@@ -163,7 +177,7 @@ async fn the_contract_holds_from_outside() {
         "-q",
         "--no-table-headers",
         "-p",
-        &vhost,
+        vhost,
         "source_name",
         "destination_name",
         "routing_key",
@@ -180,21 +194,15 @@ async fn the_contract_holds_from_outside() {
             .any(|l| l.starts_with("prereg.reverse-sync.dlx\tprereg.reverse-sync.dlq")),
         "{bindings}"
     );
+}
 
-    let ids = prids(2);
-    env.seed_applications(&ids[..1]).await;
-    let (connection, channel) = open(&vhost).await;
-    channel
-        .queue_declare(QueueDeclareArguments::durable_client_named("rp.contract"))
-        .await
-        .unwrap();
-
-    // A success reply.
+/// A request with a known and an unknown PRID (`ids`) gets its success reply, property by
+/// property and byte for byte.
+async fn assert_success_reply(channel: &Channel, publish: &BasicPublishArguments, ids: &[String]) {
     let body = format!(
         r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","requesttime":"2026-11-22T07:05:08.850Z","request":{{"preRegistrationIds":["{}","{}"]}}}}"#,
         ids[0], ids[1]
     );
-    let publish = BasicPublishArguments::new("prereg.reverse-sync", "consumed-prereg-ids");
     channel
         .basic_publish(
             publish_properties("tx-c1", "rp.contract"),
@@ -203,7 +211,7 @@ async fn the_contract_holds_from_outside() {
         )
         .await
         .unwrap();
-    let (properties, reply) = get(&channel, "rp.contract").await;
+    let (properties, reply) = get(channel, "rp.contract").await;
     assert_eq!(
         properties.correlation_id().map(String::as_str),
         Some("c-tx-c1")
@@ -228,8 +236,10 @@ async fn the_contract_holds_from_outside() {
             ids[0], ids[1]
         )
     );
+}
 
-    // An error reply and its dead-letter copy.
+/// An invalid request gets its error reply, and its dead-letter copy the contract's headers.
+async fn assert_error_reply_and_dead_letter(channel: &Channel, publish: BasicPublishArguments) {
     let bad = r#"{"id":"mosip.pre-registration.datasync.store","version":"2.0","requesttime":"2026-11-22T07:05:08.850Z","request":{}}"#;
     channel
         .basic_publish(
@@ -239,7 +249,7 @@ async fn the_contract_holds_from_outside() {
         )
         .await
         .unwrap();
-    let (properties, reply) = get(&channel, "rp.contract").await;
+    let (properties, reply) = get(channel, "rp.contract").await;
     assert_eq!(
         properties.message_id().map(String::as_str),
         Some("tx-c2.error")
@@ -253,7 +263,7 @@ async fn the_contract_holds_from_outside() {
             r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","responsetime":"{responsetime}","response":null,"errors":[{{"errorCode":"PRG_PAM_CORE_002","message":"Request version is invalid"}}]}}"#
         )
     );
-    let (dead, dead_body) = get(&channel, "prereg.reverse-sync.dlq").await;
+    let (dead, dead_body) = get(channel, "prereg.reverse-sync.dlq").await;
     assert_eq!(dead_body, bad.as_bytes());
     assert_eq!(dead.message_id().map(String::as_str), Some("tx-c2"));
     assert_eq!(string_header(&dead, "x-error-code"), "PRG_PAM_CORE_002");
@@ -279,7 +289,4 @@ async fn the_contract_holds_from_outside() {
         prereg_sync::message::envelope::parse_request_time(&first).is_some(),
         "{first}"
     );
-    channel.close().await.unwrap();
-    connection.close().await.unwrap();
-    env.stop_app().await;
 }

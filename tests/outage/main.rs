@@ -1,16 +1,12 @@
 //! Faults that stop a shared service. `scripts/test` runs this binary alone, after every
 //! parallel test, with one test thread: nothing else may be using PostgreSQL meanwhile.
 
-#[allow(dead_code)]
-#[path = "../worker/helpers.rs"]
-mod helpers;
-
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
-use helpers::*;
+use support::*;
 
 fn cluster(action: &str) {
     let version = std::fs::read_dir("/etc/postgresql")
@@ -49,25 +45,19 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    for (i, pair) in ids.chunks(2).enumerate() {
-        broker
-            .publish_pipelined(
-                &request_body(pair),
-                properties(&format!("tx-{i}"), Some(&replies)),
-            )
-            .await;
-    }
-    broker.confirm_all().await;
+    broker.publish_stream(&ids, 2, &replies).await;
     // Stop PostgreSQL while the stream is being processed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env
-        .count("SELECT count(*) FROM prereg.sync_transaction")
-        .await
-        < 20
-    {
-        assert!(Instant::now() < deadline, "stream never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(10),
+        "stream never started",
+        async || {
+            env.count("SELECT count(*) FROM prereg.sync_transaction")
+                .await
+                >= 20
+        },
+    )
+    .await;
     cluster("stop");
     let stopped = Instant::now();
     let mut saw_not_ready = false;
@@ -86,22 +76,14 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
     env.wait_ready(Duration::from_secs(30)).await;
     env.stop_app().await;
     let extra = broker.depth(&replies).await as usize;
-    let mut answered = std::collections::HashMap::new();
-    for reply in got.iter().chain(
-        broker
-            .get_n(&replies, extra, Duration::from_secs(10))
-            .await
-            .iter(),
-    ) {
+    let repeated = broker.get_n(&replies, extra, Duration::from_secs(10)).await;
+    for reply in got.iter().chain(&repeated) {
         assert_eq!(error_code(reply), "");
-        answered
-            .entry(header_str(reply, "x-transaction-id").unwrap())
-            .or_insert_with(Vec::new)
-            .push(reply.data.clone());
     }
+    let answered = by_transaction(got.iter().chain(&repeated));
     assert_eq!(answered.len(), 200, "every request answered");
     assert!(
-        answered.values().all(|r| r.iter().all(|b| *b == r[0])),
+        all_identical(&answered),
         "a repeated reply is the same reply"
     );
     assert_eq!(
@@ -157,11 +139,13 @@ async fn serial_copies_survive_a_broker_restart() {
         .publish(&request_body(&ids), transient("tx-parked"))
         .await;
     let tier = "prereg.reverse-sync.retry.10m";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.depth(DLQ).await < 1 || broker.depth(tier).await < 1 {
-        assert!(Instant::now() < deadline, "copies never published");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "copies never published",
+        async || broker.depth(DLQ).await >= 1 && broker.depth(tier).await >= 1,
+    )
+    .await;
     lock.batch_execute("ROLLBACK").await.unwrap();
     env.stop_app().await;
     drop(broker);

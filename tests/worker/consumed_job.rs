@@ -1,12 +1,9 @@
 //! The consumed-status job issue's acceptance tests, on real PostgreSQL, through the real
 //! binary (`prereg-sync consumed-job run`).
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
-use crate::helpers::*;
+use support::*;
 
 /// Applications with a demographic row, two documents, an `applications` row and, for every
 /// other one, an appointment.
@@ -114,25 +111,42 @@ async fn one_run_moves_exactly_the_reported_applications() {
     );
     let reported = reported.to_vec();
     let unreported = unreported.to_vec();
+    assert_moved(&env, &reported, &before).await;
+    // Nothing else touched.
     assert_eq!(
-        in_table(&env, "applicant_demographic_consumed", &reported).await,
+        in_table(&env, "applicant_demographic", &unreported).await,
+        4
+    );
+    assert_eq!(in_table(&env, "applicant_document", &unreported).await, 8);
+    assert_eq!(
+        in_table(&env, "applicant_demographic_consumed", &unreported).await,
+        0
+    );
+    // A reported PRID without an application keeps its row, marked.
+    assert_eq!(comments(&env, &missing[0]).await, "Application not found");
+    assert_second_run_and_history(&env).await;
+}
+
+/// The eight `reported` applications moved by the first run: copied to the consumed tables
+/// (the demographic rows as they were, `before`, but for the columns the move stamps), the
+/// originals deleted and the processed rows marked.
+async fn assert_moved(env: &TestEnv, reported: &[String], before: &str) {
+    assert_eq!(
+        in_table(env, "applicant_demographic_consumed", reported).await,
         8
     );
     assert_eq!(
-        in_table(&env, "applicant_document_consumed", &reported).await,
+        in_table(env, "applicant_document_consumed", reported).await,
         16
     );
-    assert_eq!(
-        in_table(&env, "reg_appointment_consumed", &reported).await,
-        4
-    );
+    assert_eq!(in_table(env, "reg_appointment_consumed", reported).await, 4);
     for table in [
         "applicant_demographic",
         "applicant_document",
         "reg_appointment",
     ] {
         assert_eq!(
-            in_table(&env, table, &reported).await,
+            in_table(env, table, reported).await,
             0,
             "{table} originals deleted"
         );
@@ -179,19 +193,11 @@ async fn one_run_moves_exactly_the_reported_applications() {
         .unwrap()
         .get(0);
     assert_eq!(processed, 8);
-    // Nothing else touched.
-    assert_eq!(
-        in_table(&env, "applicant_demographic", &unreported).await,
-        4
-    );
-    assert_eq!(in_table(&env, "applicant_document", &unreported).await, 8);
-    assert_eq!(
-        in_table(&env, "applicant_demographic_consumed", &unreported).await,
-        0
-    );
-    // A reported PRID without an application keeps its row, marked.
-    assert_eq!(comments(&env, &missing[0]).await, "Application not found");
+}
 
+/// A second run finds nothing to do; the history lists both runs, newest first, and each is
+/// audited.
+async fn assert_second_run_and_history(env: &TestEnv) {
     let again = env.cli_ok(&["consumed-job", "run"]);
     assert!(again.contains("status=NOTHING_TO_DO selected=0"), "{again}");
     let history = env.cli_ok(&["consumed-job", "history", "--json"]);
@@ -265,20 +271,10 @@ async fn a_failing_prid_is_reported_and_left_pending() {
 
 /// Starts `consumed-job run` as a process.
 fn start_job(env: &TestEnv, extra: &[(&str, &str)]) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
-    cmd.arg("--config-dir")
-        .arg(config_dir())
+    env.command()
         .args(["consumed-job", "run"])
-        .env_remove("RUST_LOG");
-    for (k, v) in env
-        .vars
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(extra.iter().copied())
-    {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped())
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
@@ -347,17 +343,17 @@ async fn a_run_killed_mid_way_then_rerun_ends_like_an_uninterrupted_one() {
     seed_full_applications(&env, &ids).await;
     report_consumed(&env, &ids, "tx-kill").await;
     let mut job = start_job(&env, &[("PREREG_SYNC__CONSUMED_JOB__CHUNK_SIZE", "10")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let moved = env
-            .count("SELECT count(*) FROM prereg.applicant_demographic_consumed")
-            .await;
-        if moved > 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        "the job made no progress",
+        async || {
+            env.count("SELECT count(*) FROM prereg.applicant_demographic_consumed")
+                .await
+                > 200
+        },
+    )
+    .await;
     job.kill().unwrap(); // SIGKILL
     job.wait().unwrap();
     // One snapshot for both counts: the killed client's last COMMIT may still be completing

@@ -5,11 +5,10 @@
 
 use std::{
     collections::HashMap,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use crate::{helpers::*, proxy::*};
+use support::*;
 
 fn short_statement_timeout() -> TestEnv {
     TestEnv::with_vars(&[("PREREG_SYNC__DATABASE__STATEMENT_TIMEOUT", "400ms")])
@@ -32,15 +31,12 @@ async fn a_transient_failure_succeeds_through_retries() {
         )
         .await;
     // Outlast the immediate attempts so the request also takes a delayed-retry tier.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while env
-        .metric("prereg_sync_retries_total{kind=\"delayed\"}")
-        .await
-        < 1.0
-    {
-        assert!(Instant::now() < deadline, "no delayed retry was scheduled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.wait_for_metric(
+        "prereg_sync_retries_total{kind=\"delayed\"}",
+        1.0,
+        Duration::from_secs(20),
+    )
+    .await;
     lock.batch_execute("COMMIT").await.unwrap();
 
     let reply = broker
@@ -262,18 +258,9 @@ async fn closed_broker_connections_are_survived() {
     assert_eq!(broker.depth(REQUEST_QUEUE).await, 0, "nothing left unacked");
     assert_eq!(broker.depth(DLQ).await, 0);
     let depth = broker.depth(&replies).await as usize;
-    let mut answered: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-    for reply in broker.get_n(&replies, depth, Duration::from_secs(30)).await {
-        answered
-            .entry(header_str(&reply, "x-transaction-id").unwrap())
-            .or_default()
-            .push(reply.data.clone());
-    }
+    let answered = by_transaction(&broker.get_n(&replies, depth, Duration::from_secs(30)).await);
     assert_eq!(answered.len(), 2001, "every request answered");
-    assert!(
-        answered.values().all(|r| r.iter().all(|b| *b == r[0])),
-        "repeated replies are identical"
-    );
+    assert!(all_identical(&answered), "repeated replies are identical");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,49 +295,7 @@ async fn a_crash_looping_message_is_dead_lettered_by_the_delivery_limit() {
             )
             .await;
     }
-    let log = std::env::temp_dir().join(format!("prs-{}-crash.log", env.id));
-    let crash = [("PREREG_SYNC_FAULT_CRASH_ON", "tx-poison")];
-    let mut crashes = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "crash loop never ended ({crashes} crashes)"
-        );
-        let mut worker = env.spawn_process(&crash, &log);
-        let mut alive_for = Duration::ZERO;
-        let status = loop {
-            if let Some(status) = worker.try_wait().unwrap() {
-                break Some(status);
-            }
-            if alive_for > Duration::from_secs(5) {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            alive_for += Duration::from_millis(100);
-        };
-        match status {
-            Some(status) => {
-                assert!(!status.success(), "the crash switch aborts");
-                crashes += 1;
-            }
-            None => {
-                let done = env
-                    .count("SELECT count(*) FROM prereg.sync_transaction")
-                    .await;
-                if done == 10 && broker.depth(DLQ).await == 1 {
-                    Command::new("kill")
-                        .args(["-TERM", &worker.id().to_string()])
-                        .status()
-                        .unwrap();
-                    assert!(worker.wait().unwrap().success());
-                    break;
-                }
-                worker.kill().unwrap();
-                worker.wait().unwrap();
-            }
-        }
-    }
+    let crashes = restart_until_the_poison_is_dead_lettered(&env, &broker).await;
     // The broker counts the 3 returns; the 4th delivery (x-delivery-count 3 = limit - 1) is
     // dead-lettered by the worker before processing.
     assert_eq!(
@@ -386,6 +331,52 @@ async fn a_crash_looping_message_is_dead_lettered_by_the_delivery_limit() {
     assert_eq!(broker.depth(REQUEST_QUEUE).await, 0);
 }
 
+/// Starts the worker with the crash switch on `tx-poison` again and again, as a supervisor
+/// restarts a crashed process, until a run outlives the poison: the ten neighbours stored and
+/// the poison dead-lettered. Returns the number of crashes.
+async fn restart_until_the_poison_is_dead_lettered(env: &TestEnv, broker: &Broker) -> u32 {
+    let log = std::env::temp_dir().join(format!("prs-{}-crash.log", env.id));
+    let crash = [("PREREG_SYNC_FAULT_CRASH_ON", "tx-poison")];
+    let mut crashes = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "crash loop never ended ({crashes} crashes)"
+        );
+        let mut worker = env.spawn_process(&crash, &log);
+        let mut alive_for = Duration::ZERO;
+        let status = loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                break Some(status);
+            }
+            if alive_for > Duration::from_secs(5) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            alive_for += Duration::from_millis(100);
+        };
+        match status {
+            Some(status) => {
+                assert!(!status.success(), "the crash switch aborts");
+                crashes += 1;
+            }
+            None => {
+                let done = env
+                    .count("SELECT count(*) FROM prereg.sync_transaction")
+                    .await;
+                if done == 10 && broker.depth(DLQ).await == 1 {
+                    terminate(&worker);
+                    assert!(worker.wait().unwrap().success());
+                    return crashes;
+                }
+                worker.kill().unwrap();
+                worker.wait().unwrap();
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn competing_workers_store_each_transaction_once() {
     let env = TestEnv::new();
@@ -411,20 +402,13 @@ async fn competing_workers_store_each_transaction_once() {
     broker.confirm_all().await;
     let got = broker.get_n(&replies, 600, Duration::from_secs(120)).await;
     for worker in &mut workers {
-        Command::new("kill")
-            .args(["-TERM", &worker.id().to_string()])
-            .status()
-            .unwrap();
+        terminate(worker);
         assert!(worker.wait().unwrap().success());
     }
-    let mut by_tx: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for reply in &got {
         assert_eq!(error_code(reply), "");
-        by_tx
-            .entry(header_str(reply, "x-transaction-id").unwrap())
-            .or_default()
-            .push(reply.data.clone());
     }
+    let by_tx = by_transaction(&got);
     assert_eq!(by_tx.len(), 300);
     assert!(
         by_tx.values().all(|r| r.len() == 2 && r[0] == r[1]),

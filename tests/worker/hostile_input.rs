@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use lapin::{
     BasicProperties,
+    message::Delivery,
     types::{AMQPValue, FieldTable},
 };
 
-use crate::helpers::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_answered_dead_lettered_and_survived() {
@@ -18,18 +19,70 @@ async fn hostile_requests_are_answered_dead_lettered_and_survived() {
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    let id = ids[0].as_str();
-    let envelope = |request: &str| {
-        format!(
-            r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","requesttime":"{REQUEST_TIME}","request":{request}}}"#
+    let cases = hostile_cases(&ids[0]);
+    for (i, (_, body, content_type, _)) in cases.iter().enumerate() {
+        let mut props = properties(&format!("tx-hostile-{i}"), Some(&replies));
+        if let Some(ct) = content_type {
+            props = props.with_content_type((*ct).into());
+        }
+        broker.publish(body, props).await;
+    }
+    // Overlong message_id and a hostile app_id (AMQP short strings stop at 255 bytes).
+    let valid = request_body(&ids);
+    let overlong = BasicProperties::default()
+        .with_message_id("m".repeat(255).as_str().into())
+        .with_app_id(format!("rp\0{}", "x".repeat(250)).as_str().into())
+        .with_reply_to(replies.as_str().into());
+    broker.publish(&valid, overlong).await;
+    // Forged broker headers are ignored where they could hurt: x-death is dropped on republish.
+    let mut forged = FieldTable::default();
+    forged.insert("x-death".into(), AMQPValue::LongString("forged".into()));
+    broker
+        .publish(
+            b"{}",
+            properties("tx-forged", Some(&replies)).with_headers(forged),
         )
-        .into_bytes()
-    };
+        .await;
+
+    let total = cases.len() + 2;
+    let got = broker.get_n(&replies, total, Duration::from_secs(60)).await;
+    let dead = broker.get_n(DLQ, total, Duration::from_secs(30)).await;
+    assert_cases_answered_and_dead_lettered(&cases, &got, &dead);
+    assert_overlong_and_forged_handled(&env, &valid, &got, &dead).await;
+
+    // Still consuming.
+    broker
+        .publish(&valid, properties("tx-after-hostile", Some(&replies)))
+        .await;
+    let after = broker
+        .get(&replies, Duration::from_secs(20))
+        .await
+        .expect("a reply");
+    assert_eq!(error_code(&after), "");
+    assert_eq!(json(&after)["response"]["countOfStoredPreRegIds"], "2");
+    assert_eq!(env.rows("processed_prereg_list").await, 2);
+    env.stop_app().await;
+}
+
+/// A hostile request: what it is, its body, its content type when not JSON, the error code of
+/// its answer.
+type Case = (&'static str, Vec<u8>, Option<&'static str>, &'static str);
+
+/// The request envelope around `request`.
+fn envelope(request: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","requesttime":"{REQUEST_TIME}","request":{request}}}"#
+    )
+    .into_bytes()
+}
+
+/// Bodies a publisher can send (`id` a known PRID), transaction IDs `tx-hostile-<index>`.
+fn hostile_cases(id: &str) -> Vec<Case> {
     let huge_list = format!(
         r#"{{"preRegistrationIds":[{}]}}"#,
         vec![format!("\"{id}\""); 10_001].join(",")
     );
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, &str)> = vec![
+    vec![
         ("oversized", vec![b' '; 1_048_577], None, "PRG_CORE_REQ_015"),
         (
             "deep nesting",
@@ -84,35 +137,11 @@ async fn hostile_requests_are_answered_dead_lettered_and_survived() {
             Some("application/x-java-serialized-object"),
             "PRS_UNSUPPORTED_CONTENT_TYPE",
         ),
-    ];
-    for (i, (name, body, content_type, _)) in cases.iter().enumerate() {
-        let mut props = properties(&format!("tx-hostile-{i}"), Some(&replies));
-        if let Some(ct) = content_type {
-            props = props.with_content_type((*ct).into());
-        }
-        let _ = name;
-        broker.publish(body, props).await;
-    }
-    // Overlong message_id and a hostile app_id (AMQP short strings stop at 255 bytes).
-    let valid = request_body(&ids);
-    let overlong = BasicProperties::default()
-        .with_message_id("m".repeat(255).as_str().into())
-        .with_app_id(format!("rp\0{}", "x".repeat(250)).as_str().into())
-        .with_reply_to(replies.as_str().into());
-    broker.publish(&valid, overlong).await;
-    // Forged broker headers are ignored where they could hurt: x-death is dropped on republish.
-    let mut forged = FieldTable::default();
-    forged.insert("x-death".into(), AMQPValue::LongString("forged".into()));
-    broker
-        .publish(
-            b"{}",
-            properties("tx-forged", Some(&replies)).with_headers(forged),
-        )
-        .await;
+    ]
+}
 
-    let total = cases.len() + 2;
-    let got = broker.get_n(&replies, total, Duration::from_secs(60)).await;
-    let dead = broker.get_n(DLQ, total, Duration::from_secs(30)).await;
+/// Each case got its error reply and a whole dead-letter copy.
+fn assert_cases_answered_and_dead_lettered(cases: &[Case], got: &[Delivery], dead: &[Delivery]) {
     for (i, (name, body, _, code)) in cases.iter().enumerate() {
         let tx = format!("tx-hostile-{i}");
         let reply = got
@@ -128,9 +157,17 @@ async fn hostile_requests_are_answered_dead_lettered_and_survived() {
             "{name}: dead-lettered whole"
         );
     }
-    let derived = prereg_sync::message::TransactionId::derived(
-        &prereg_sync::message::body_sha256_hex(&valid),
-    );
+}
+
+/// The overlong `message_id` is answered under the transaction ID derived from the body, its
+/// hostile app ID audited made storable; the forged `x-death` header is dropped from the copy.
+async fn assert_overlong_and_forged_handled(
+    env: &TestEnv,
+    valid: &[u8],
+    got: &[Delivery],
+    dead: &[Delivery],
+) {
+    let derived = derived_transaction_id(valid);
     let overlong_reply = got
         .iter()
         .find(|r| header_str(r, "x-transaction-id").as_deref() == Some(derived.as_str()))
@@ -162,17 +199,4 @@ async fn hostile_requests_are_answered_dead_lettered_and_survived() {
         audit_app.starts_with("rp?x"),
         "control characters made storable: {audit_app}"
     );
-
-    // Still consuming.
-    broker
-        .publish(&valid, properties("tx-after-hostile", Some(&replies)))
-        .await;
-    let after = broker
-        .get(&replies, Duration::from_secs(20))
-        .await
-        .expect("a reply");
-    assert_eq!(error_code(&after), "");
-    assert_eq!(json(&after)["response"]["countOfStoredPreRegIds"], "2");
-    assert_eq!(env.rows("processed_prereg_list").await, 2);
-    env.stop_app().await;
 }

@@ -3,7 +3,7 @@
 
 use std::{process::Command, time::Duration};
 
-use crate::helpers::*;
+use support::*;
 
 /// The permission set docs/security.md documents for the worker's RabbitMQ user.
 const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";
@@ -30,23 +30,23 @@ impl Drop for Cleanup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_least_privilege_roles_run_the_worker() {
-    let mut env = TestEnv::new();
-    env.migrate().await; // as the owner
-    let user = format!("prs-lp-{}", env.id);
-    let role = format!("prs_lp_{}", env.id);
-    let _cleanup = Cleanup {
-        user: user.clone(),
-        role: role.clone(),
+/// Creates the documented RabbitMQ user and PostgreSQL role (the database migrated) and points
+/// the worker at them, with no migration or creation of its own; both are removed when the
+/// returned guard is dropped.
+fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
+    // The guard first: whatever is made below is removed even if a step fails.
+    let cleanup = Cleanup {
+        user: format!("prs-lp-{}", env.id),
+        role: format!("prs_lp_{}", env.id),
         database: env.database.clone(),
     };
-    rabbitmqctl(&["add_user", &user, "lp-password"]);
+    let (user, role) = (&cleanup.user, &cleanup.role);
+    rabbitmqctl(&["add_user", user, "lp-password"]);
     rabbitmqctl(&[
         "set_permissions",
         "-p",
         &env.vhost,
-        &user,
+        user,
         CONFIGURE,
         WRITE,
         READ,
@@ -79,6 +79,14 @@ async fn the_least_privilege_roles_run_the_worker() {
         "PREREG_SYNC__DATABASE__CREATE_IF_MISSING".into(),
         "false".into(),
     );
+    cleanup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_roles_run_the_worker() {
+    let mut env = TestEnv::new();
+    env.migrate().await; // as the owner
+    let _cleanup = restrict_to_least_privilege(&mut env);
     env.spawn_app().await;
 
     // The worker issue's acceptance 1, under the restricted roles.

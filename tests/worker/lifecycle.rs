@@ -3,12 +3,11 @@
 //! nothing left unacked.
 
 use std::{
-    collections::HashMap,
-    process::{Child, Command},
+    process::Child,
     time::{Duration, Instant},
 };
 
-use crate::helpers::*;
+use support::*;
 
 const REQUESTS: usize = 1000;
 const PER_REQUEST: usize = 2;
@@ -28,10 +27,6 @@ async fn wait_for_transactions(env: &TestEnv, at_least: i64, limit: Duration) ->
     env.wait_for_count(sql, at_least, limit).await
 }
 
-fn terminate(child: &Child) {
-    must(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-}
-
 /// Waits for the process to exit; panics after `limit`.
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
@@ -47,7 +42,8 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-async fn assert_complete(env: &TestEnv, broker: &Broker, ids: &[String]) -> HashMap<String, usize> {
+/// Everything stored once and answered; returns the replies by transaction.
+async fn assert_complete(env: &TestEnv, broker: &Broker, ids: &[String]) -> Answers {
     assert_eq!(env.rows("sync_transaction").await, REQUESTS as i64);
     assert_eq!(env.rows("processed_prereg_list").await, ids.len() as i64);
     assert_eq!(
@@ -64,16 +60,13 @@ async fn assert_complete(env: &TestEnv, broker: &Broker, ids: &[String]) -> Hash
     assert_eq!(broker.depth(REQUEST_QUEUE).await, 0, "nothing left unacked");
     assert_eq!(broker.depth(DLQ).await, 0);
     let depth = broker.depth("rp.replies").await as usize;
-    let mut answered: HashMap<String, usize> = HashMap::new();
-    for reply in broker
+    let replies = broker
         .get_n("rp.replies", depth, Duration::from_secs(30))
-        .await
-    {
-        assert_eq!(error_code(&reply), "", "success replies only");
-        *answered
-            .entry(header_str(&reply, "x-transaction-id").unwrap())
-            .or_default() += 1;
+        .await;
+    for reply in &replies {
+        assert_eq!(error_code(reply), "", "success replies only");
     }
+    let answered = by_transaction(&replies);
     assert_eq!(answered.len(), REQUESTS, "every request answered");
     answered
 }
@@ -135,7 +128,7 @@ async fn sigterm_mid_stream_exits_zero_and_answers_everything_once() {
     assert!(wait_exit(&mut worker, Duration::from_secs(30)).success());
     let answered = assert_complete(&env, &broker, &ids).await;
     assert!(
-        answered.values().all(|n| *n == 1),
+        answered.values().all(|r| r.len() == 1),
         "a graceful stop answers each request exactly once"
     );
 }

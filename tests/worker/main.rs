@@ -1,8 +1,7 @@
 //! End-to-end tests of the worker against real RabbitMQ and PostgreSQL: real AMQP messages in,
-//! real replies and rows out. Each test owns a vhost and a database (see `helpers`).
+//! real replies and rows out. Each test owns a vhost and a database (see the `support` crate,
+//! tests/support).
 
-mod helpers;
-mod proxy;
 mod schemas;
 
 mod consumed_job;

@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use regex::Regex;
 
-use crate::helpers::TestEnv;
+use support::TestEnv;
 
 /// The worker's metric names a file refers to (RabbitMQ's and Prometheus' own are not ours).
 fn referenced_names(file: &str) -> BTreeSet<String> {

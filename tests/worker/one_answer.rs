@@ -10,24 +10,14 @@ use std::{
 
 use lapin::{
     BasicProperties,
+    message::Delivery,
     options::{BasicPublishOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
 use prereg_sync::startup::Application;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::*;
-
-async fn wait_for_metric(env: &TestEnv, sample: &str, at_least: f64, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while env.metric(sample).await < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{sample} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::*;
 
 /// A worker process that dies with the test, also when an assertion fails first.
 struct KillOnDrop(std::process::Child);
@@ -41,16 +31,18 @@ impl Drop for KillOnDrop {
 
 /// Polls `url` until it answers 2xx (a worker process started by the test).
 async fn wait_until_ok(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(url).await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never answered 2xx");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let failure = format!("{url} never answered 2xx");
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        &failure,
+        async || {
+            reqwest::get(url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
 }
 
 fn long(value: &str) -> AMQPValue {
@@ -110,7 +102,7 @@ async fn copies_are_persistent_and_never_carry_the_expiration() {
     env.stop_app().await;
 }
 
-fn error_code_header(delivery: &lapin::message::Delivery) -> String {
+fn error_code_header(delivery: &Delivery) -> String {
     header_str(delivery, "x-error-code").expect("x-error-code header")
 }
 
@@ -125,38 +117,7 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
     let ids = prids(20);
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
-    let mut arguments = FieldTable::default();
-    // Full now; room for exactly every reply once the fillers are taken.
-    arguments.insert(
-        "x-max-length".into(),
-        AMQPValue::LongLongInt(ids.len() as i64),
-    );
-    arguments.insert("x-overflow".into(), long("reject-publish"));
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    broker
-        .channel
-        .queue_declare("rp.full".into(), options, arguments)
-        .await
-        .unwrap();
-    for filler in 0..ids.len() {
-        let body = format!("filler {filler}");
-        broker
-            .channel
-            .basic_publish(
-                "".into(),
-                "rp.full".into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default().with_type("filler".into()),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
+    full_reply_queue(&broker, "rp.full", ids.len()).await;
     broker.publish_stream(&ids, 1, "rp.full").await;
     let dead = broker.get_n(DLQ, ids.len(), Duration::from_secs(60)).await;
     for copy in &dead {
@@ -179,7 +140,58 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
     );
 
     // Put the copies back and replay them, now that the reply queue has room.
-    for copy in &dead {
+    put_back_and_replay(&env, &broker, &dead).await;
+    let mut replies = Vec::new();
+    while replies.len() < ids.len() {
+        let reply = broker
+            .get("rp.full", Duration::from_secs(30))
+            .await
+            .expect("a replayed reply");
+        replies.push(reply);
+    }
+    assert_stored_replies(&env, &replies).await;
+    assert_eq!(env.rows("processed_prereg_list").await, ids.len() as i64);
+    assert_eq!(broker.depth(DLQ).await, 0);
+    env.stop_app().await;
+}
+
+/// Declares `queue` full: `n` fillers in it and room for no more (`x-max-length`,
+/// `reject-publish`), so once the fillers are taken there is room for exactly `n` replies.
+async fn full_reply_queue(broker: &Broker, queue: &str, n: usize) {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(n as i64));
+    arguments.insert("x-overflow".into(), long("reject-publish"));
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    broker
+        .channel
+        .queue_declare(queue.into(), options, arguments)
+        .await
+        .unwrap();
+    for filler in 0..n {
+        let body = format!("filler {filler}");
+        broker
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_type("filler".into()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+/// Puts dead-letter copies the test took back into the DLQ and replays them with
+/// `dlq replay`.
+async fn put_back_and_replay(env: &TestEnv, broker: &Broker, copies: &[Delivery]) {
+    for copy in copies {
         broker
             .channel
             .basic_publish(
@@ -195,16 +207,12 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
             .unwrap();
     }
     env.cli_ok(&["dlq", "replay", "--error-code", "PRS_REPLY_UNDELIVERED"]);
-    let mut replies = Vec::new();
-    while replies.len() < ids.len() {
-        let reply = broker
-            .get("rp.full", Duration::from_secs(30))
-            .await
-            .expect("a replayed reply");
-        replies.push(reply);
-    }
+}
+
+/// Every reply is a success reply, byte for byte the one stored for its transaction.
+async fn assert_stored_replies(env: &TestEnv, replies: &[Delivery]) {
     let db = env.db().await;
-    for reply in &replies {
+    for reply in replies {
         assert_eq!(reply.properties.kind().as_ref().unwrap().as_str(), "ack");
         let tx = header_str(reply, "x-transaction-id").unwrap();
         let stored: Vec<u8> = db
@@ -217,9 +225,6 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
             .get(0);
         assert_eq!(reply.data, stored, "the stored reply, byte for byte");
     }
-    assert_eq!(env.rows("processed_prereg_list").await, ids.len() as i64);
-    assert_eq!(broker.depth(DLQ).await, 0);
-    env.stop_app().await;
 }
 
 /// Encoded size of a header table (AMQP 0-9-1), measured the way the broker frames it.
@@ -679,16 +684,14 @@ async fn in_flight_is_not_leaked_by_aborted_deliveries() {
     let replies = broker.reply_queue("rp.replies").await;
     let lock = env.lock_processed_table().await;
     broker.publish_stream(&ids, 1, &replies).await;
-    wait_for_metric(
-        &env,
+    env.wait_for_metric(
         "prereg_sync_in_flight_messages",
         5.0,
         Duration::from_secs(10),
     )
     .await;
     rabbitmqctl(&["close_all_connections", "--vhost", &env.vhost, "test fault"]);
-    wait_for_metric(
-        &env,
+    env.wait_for_metric(
         "prereg_sync_broker_reconnects_total",
         1.0,
         Duration::from_secs(10),
@@ -765,8 +768,7 @@ async fn request_age_is_judged_once() {
     broker
         .publish(body.as_bytes(), properties("tx-aging", Some(&replies)))
         .await;
-    wait_for_metric(
-        &env,
+    env.wait_for_metric(
         "prereg_sync_retries_total{kind=\"delayed\"}",
         2.0,
         Duration::from_secs(20),
@@ -797,7 +799,7 @@ async fn a_read_only_database_is_an_outage_not_a_ready_worker() {
     env.spawn_app().await;
     let ids = prids(1);
     env.seed_applications(&ids).await;
-    let admin = psql_admin().await;
+    let admin = env.connect("postgres").await;
     let terminate = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         env.database
@@ -809,14 +811,13 @@ async fn a_read_only_database_is_an_outage_not_a_ready_worker() {
         ))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while env.ready().await {
-        assert!(
-            Instant::now() < deadline,
-            "still ready on a read-only database"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        "still ready on a read-only database",
+        async || !env.ready().await,
+    )
+    .await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     broker
@@ -840,17 +841,6 @@ async fn a_read_only_database_is_an_outage_not_a_ready_worker() {
     env.wait_ready(Duration::from_secs(15)).await;
     assert_eq!(env.rows("processed_prereg_list").await, 1);
     env.stop_app().await;
-}
-
-async fn psql_admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        "host=127.0.0.1 user=postgres dbname=postgres",
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 /// At the delivery limit a stored transaction is answered as a duplicate, with its stored

@@ -5,25 +5,24 @@
 use std::{
     collections::{HashMap, HashSet},
     os::unix::fs::PermissionsExt,
-    time::{Duration, Instant},
+    path::Path,
+    process::Stdio,
+    time::Duration,
 };
 
 use lapin::{
     BasicProperties,
+    message::Delivery,
     types::{AMQPValue, FieldTable},
 };
+use prometheus_parse::Scrape;
 
-use crate::{helpers::*, proxy::*};
+use support::*;
 
 /// Publishes `n` requests whose PRIDs have no application (PRG_DATA_SYNC_011) and `m` with a
 /// wrong version (PRG_PAM_CORE_002), waits until all are dead-lettered; returns the PRIDs of
 /// the first kind by transaction ID.
-async fn dead_letter_some(
-    env: &TestEnv,
-    broker: &Broker,
-    n: usize,
-    m: usize,
-) -> HashMap<String, Vec<String>> {
+async fn dead_letter_some(broker: &Broker, n: usize, m: usize) -> HashMap<String, Vec<String>> {
     let mut unknown = HashMap::new();
     for i in 0..n {
         let ids = prids(2);
@@ -46,12 +45,13 @@ async fn dead_letter_some(
             )
             .await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.depth(DLQ).await < (n + m) as u32 {
-        assert!(Instant::now() < deadline, "requests were not dead-lettered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = env;
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "requests were not dead-lettered",
+        async || broker.depth(DLQ).await >= (n + m) as u32,
+    )
+    .await;
     unknown
 }
 
@@ -63,59 +63,68 @@ async fn metrics_count_exactly_what_happened() {
     env.seed_applications(&ids[..5]).await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    // 2 stored (one with an unknown PRID rejected), 1 duplicate, 1 rejected, 1 dead-lettered.
+    publish_one_of_each_outcome(&broker, &ids, &replies).await;
+    broker.get_n(&replies, 6, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let text = env.metrics().await;
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    assert_one_of_each_outcome_counted(&scrape);
+    assert_no_identifier_in_labels(&scrape, &ids);
+    assert!(!text.contains(&ids[0]), "no PRID anywhere in /metrics");
+    env.stop_app().await;
+}
+
+/// 2 stored (one with an unknown PRID rejected), 1 duplicate, 1 rejected, 1 dead-lettered:
+/// transactions `tx-m1` to `tx-m5`, `tx-m1` twice; the first five of `ids` are known.
+async fn publish_one_of_each_outcome(broker: &Broker, ids: &[String], replies: &str) {
     broker
-        .publish(
-            &request_body(&ids[..2]),
-            properties("tx-m1", Some(&replies)),
-        )
+        .publish(&request_body(&ids[..2]), properties("tx-m1", Some(replies)))
         .await;
     broker
         .publish(
             &request_body(&ids[2..4]),
-            properties("tx-m2", Some(&replies)),
+            properties("tx-m2", Some(replies)),
         )
         .await;
     broker
         .publish(
             &request_body(&[ids[4].clone(), ids[5].clone()]),
-            properties("tx-m3", Some(&replies)),
+            properties("tx-m3", Some(replies)),
         )
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker
-        .publish(
-            &request_body(&ids[..2]),
-            properties("tx-m1", Some(&replies)),
-        )
+        .publish(&request_body(&ids[..2]), properties("tx-m1", Some(replies)))
         .await;
     broker
-        .publish(b"not json", properties("tx-m4", Some(&replies)))
+        .publish(b"not json", properties("tx-m4", Some(replies)))
         .await;
     let mut crash_looping = FieldTable::default();
     crash_looping.insert("x-delivery-count".into(), AMQPValue::LongLongInt(19));
-    let props: BasicProperties = properties("tx-m5", Some(&replies)).with_headers(crash_looping);
+    let props: BasicProperties = properties("tx-m5", Some(replies)).with_headers(crash_looping);
     broker.publish(&request_body(&ids[..1]), props).await;
-    broker.get_n(&replies, 6, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+}
 
-    let text = env.metrics().await;
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .expect("Prometheus text");
-    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+/// The sum of `name`'s samples (those with `label` when given).
+fn sample_sum(scrape: &Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// What `/metrics` says after [`publish_one_of_each_outcome`], every reply taken.
+fn assert_one_of_each_outcome_counted(scrape: &Scrape) {
+    let value = |name: &str, label: Option<(&str, &str)>| sample_sum(scrape, name, label);
     let messages = "prereg_sync_messages_total";
     assert_eq!(value(messages, Some(("outcome", "stored"))), 3.0);
     assert_eq!(value(messages, Some(("outcome", "duplicate"))), 1.0);
@@ -168,6 +177,10 @@ async fn metrics_count_exactly_what_happened() {
             .iter()
             .any(|s| s.metric == "process_resident_memory_bytes")
     );
+}
+
+/// No label value is a PRID of `ids` or a transaction ID of [`publish_one_of_each_outcome`].
+fn assert_no_identifier_in_labels(scrape: &Scrape, ids: &[String]) {
     let forbidden: HashSet<&str> = ids
         .iter()
         .map(String::as_str)
@@ -182,8 +195,6 @@ async fn metrics_count_exactly_what_happened() {
             );
         }
     }
-    assert!(!text.contains(&ids[0]), "no PRID anywhere in /metrics");
-    env.stop_app().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,9 +213,7 @@ async fn readiness_follows_the_database_and_liveness_stays() {
     };
     // `prereg-sync probe` (the container HEALTHCHECK) agrees with /readyz, by exit status.
     let probe = |path: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_prereg-sync"))
-            .arg("--config-dir")
-            .arg(config_dir())
+        prereg_sync(&HashMap::new())
             .args(["probe", "--path", path])
             .env("PREREG_SYNC__HTTP__LISTEN", addr.to_string())
             .output()
@@ -216,14 +225,13 @@ async fn readiness_follows_the_database_and_liveness_stays() {
     assert_eq!(status("/healthz").await, 200);
     assert_eq!(probe("/readyz"), Some(0));
     pg.cut();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status("/readyz").await != 503 {
-        assert!(
-            Instant::now() < deadline,
-            "still ready with the database down"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "still ready with the database down",
+        async || status("/readyz").await == 503,
+    )
+    .await;
     assert_eq!(status("/healthz").await, 200);
     assert_eq!(probe("/readyz"), Some(1), "not ready: the probe fails");
     assert_eq!(
@@ -244,7 +252,7 @@ async fn dlq_list_filters_groups_and_hides_prids() {
     env.spawn_app().await;
     let broker = env.broker().await;
     broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&env, &broker, 3, 2).await;
+    let unknown = dead_letter_some(&broker, 3, 2).await;
     env.stop_app().await;
 
     let table = env.cli_ok(&["dlq", "list"]);
@@ -320,7 +328,7 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
     env.spawn_app().await;
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&env, &broker, 5, 2).await;
+    let unknown = dead_letter_some(&broker, 5, 2).await;
     broker.get_n(&replies, 7, Duration::from_secs(10)).await;
 
     let dry = env.cli_ok(&[
@@ -387,27 +395,23 @@ async fn a_replay_killed_midway_loses_nothing() {
     env.spawn_app().await;
     let broker = env.broker().await;
     broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&env, &broker, 60, 0).await;
+    let unknown = dead_letter_some(&broker, 60, 0).await;
     env.stop_app().await; // replayed messages stay in the request queue for counting
 
-    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
-    replay
-        .arg("--config-dir")
-        .arg(config_dir())
-        .args(["dlq", "replay", "--all", "--rate", "20"]);
-    for (k, v) in &env.vars {
-        replay.env(k, v);
-    }
-    let mut child = replay
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let mut child = env
+        .command()
+        .args(["dlq", "replay", "--all", "--rate", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.depth(REQUEST_QUEUE).await < 10 {
-        assert!(Instant::now() < deadline, "replay did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        "replay did not start",
+        async || broker.depth(REQUEST_QUEUE).await >= 10,
+    )
+    .await;
     child.kill().unwrap(); // SIGKILL midway
     child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -439,9 +443,30 @@ async fn export_then_replay_from_file_round_trips_byte_for_byte() {
     env.spawn_app().await;
     let broker = env.broker().await;
     broker.reply_queue("rp.replies").await;
-    dead_letter_some(&env, &broker, 2, 2).await;
+    dead_letter_some(&broker, 2, 2).await;
     env.stop_app().await;
-    let originals: HashMap<String, (Vec<u8>, BasicProperties)> = broker
+    let originals = dead_letters_copied_back(&broker).await;
+
+    let file = std::env::temp_dir().join(format!("prs-{}-archive.jsonl", env.id));
+    export_then_delete_all(&env, &broker, &file).await;
+
+    let replayed = env.cli_ok(&["dlq", "replay", "--from-file", file.to_str().unwrap()]);
+    assert!(replayed.contains("acted=4"), "{replayed}");
+    for message in broker
+        .get_n(REQUEST_QUEUE, 4, Duration::from_secs(10))
+        .await
+    {
+        assert_replayed_as_archived(&message, &originals);
+    }
+    std::fs::remove_file(file).unwrap();
+}
+
+/// Messages by message ID: body and properties.
+type Messages = HashMap<String, (Vec<u8>, BasicProperties)>;
+
+/// The four messages of the DLQ, identical copies of them left in it.
+async fn dead_letters_copied_back(broker: &Broker) -> Messages {
+    let originals: Messages = broker
         .get_n(DLQ, 4, Duration::from_secs(10))
         .await
         .into_iter()
@@ -469,12 +494,16 @@ async fn export_then_replay_from_file_round_trips_byte_for_byte() {
             .unwrap();
         assert!(confirm.is_ack());
     }
+    originals
+}
 
-    let file = std::env::temp_dir().join(format!("prs-{}-archive.jsonl", env.id));
+/// `dlq export` writes the DLQ to `file` (owner-only, never overwritten) and leaves the queue
+/// as it was; `dlq delete` wants `--yes`, and `--all` without a filter, then empties it.
+async fn export_then_delete_all(env: &TestEnv, broker: &Broker, file: &Path) {
     let out = env.cli_ok(&["dlq", "export", "--file", file.to_str().unwrap()]);
     assert!(out.contains("exported 4"), "{out}");
     assert_eq!(
-        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
         0o600
     );
     assert!(
@@ -509,37 +538,33 @@ async fn export_then_replay_from_file_round_trips_byte_for_byte() {
     let deleted = env.cli_ok(&["dlq", "delete", "--yes", "--all"]);
     assert!(deleted.contains("acted=4"), "{deleted}");
     assert_eq!(broker.depth(DLQ).await, 0);
+}
 
-    let replayed = env.cli_ok(&["dlq", "replay", "--from-file", file.to_str().unwrap()]);
-    assert!(replayed.contains("acted=4"), "{replayed}");
-    for message in broker
-        .get_n(REQUEST_QUEUE, 4, Duration::from_secs(10))
-        .await
-    {
-        let id = message
-            .properties
-            .message_id()
-            .as_ref()
-            .unwrap()
-            .to_string();
-        let (body, props) = &originals[&id];
-        assert_eq!(&message.data, body, "body byte for byte");
-        assert_eq!(message.properties.correlation_id(), props.correlation_id());
-        assert_eq!(message.properties.reply_to(), props.reply_to());
-        assert_eq!(message.properties.app_id(), props.app_id());
-        assert_eq!(message.properties.content_type(), props.content_type());
-        assert_eq!(header_int(&message, "x-replay-count"), Some(1));
-        assert_eq!(
-            header_str(&message, "x-error-code"),
-            None,
-            "failure headers removed"
-        );
-        assert_eq!(
-            header_str(&message, "x-transaction-id").as_deref(),
-            Some(id.as_str())
-        );
-    }
-    std::fs::remove_file(file).unwrap();
+/// A message replayed from the archive is its original (`originals` by message ID): the same
+/// body and properties, counted as replayed, without the failure headers.
+fn assert_replayed_as_archived(message: &Delivery, originals: &Messages) {
+    let id = message
+        .properties
+        .message_id()
+        .as_ref()
+        .unwrap()
+        .to_string();
+    let (body, props) = &originals[&id];
+    assert_eq!(&message.data, body, "body byte for byte");
+    assert_eq!(message.properties.correlation_id(), props.correlation_id());
+    assert_eq!(message.properties.reply_to(), props.reply_to());
+    assert_eq!(message.properties.app_id(), props.app_id());
+    assert_eq!(message.properties.content_type(), props.content_type());
+    assert_eq!(header_int(message, "x-replay-count"), Some(1));
+    assert_eq!(
+        header_str(message, "x-error-code"),
+        None,
+        "failure headers removed"
+    );
+    assert_eq!(
+        header_str(message, "x-transaction-id").as_deref(),
+        Some(id.as_str())
+    );
 }
 
 /// Retention purges want `--yes`, refuse a cutoff younger than a day, count with `--dry-run`,

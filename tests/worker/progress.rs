@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{TestEnv, config_dir};
+use support::{TestEnv, config_dir};
 
 /// Runs `prereg-sync consumed-job run [extra]` on a pseudo-terminal; returns what it showed.
 fn on_a_terminal(env: &TestEnv, extra: &str) -> String {

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::TestEnv;
+use support::TestEnv;
 
 /// Audit rows, transaction records and job runs of 2026-11-20, plus neighbours on the 19th
 /// (one millisecond before midnight) and the 21st (at midnight).

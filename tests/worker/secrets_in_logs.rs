@@ -1,9 +1,9 @@
 //! Acceptance 7: at the most verbose log level, no PRID, body or password reaches the logs or
 //! the audit table.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
-use crate::helpers::*;
+use support::*;
 
 /// A broker user with a distinctive password and a database URL with another, installed in
 /// the environment; the user is removed on drop.
@@ -35,6 +35,16 @@ impl Credentials {
             user,
             password,
             pg_password,
+        }
+    }
+
+    /// Panics if either password is in `text`, which is `what`.
+    fn assert_not_in(&self, what: &str, text: &str) {
+        for secret in [&self.password, &self.pg_password] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a password leaked into {what}:\n{text}"
+            );
         }
     }
 }
@@ -72,18 +82,19 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
         (b"{\"broken".to_vec(), "tx-d"),
     ];
     // The worker declares the topology; wait for it before publishing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while env
-        .count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'prereg-sync'")
-        .await
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "worker never connected",
+        async || {
+            env.count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'prereg-sync'",
+            )
+            .await
+                != 0
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (body, tx) in &cases {
         broker.publish(body, properties(tx, Some(&replies))).await;
@@ -91,7 +102,7 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
     broker
         .get_n(&replies, cases.len(), Duration::from_secs(30))
         .await;
-    must(std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]));
+    terminate(&worker);
     assert!(worker.wait().unwrap().success());
 
     let logs = std::fs::read_to_string(&log).unwrap();
@@ -130,38 +141,36 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
 async fn configured_passwords_never_leak() {
     let mut env = TestEnv::new();
     let credentials = Credentials::install(&mut env);
-    let (user, password, pg_password) = (
-        &credentials.user,
-        &credentials.password,
-        &credentials.pg_password,
-    );
-    let secrets = [password.as_str(), pg_password.as_str()];
-    let assert_clean = |what: &str, text: &str| {
-        for secret in secrets {
-            assert!(
-                !text.contains(secret),
-                "a password leaked into {what}:\n{text}"
-            );
-        }
-    };
+    assert_no_password_from_a_running_worker(&mut env, &credentials).await;
+    assert_no_password_in_errors(&env, &credentials);
+    assert_no_password_in_help(&env, &credentials);
+}
 
-    // Logs (with the start-up configuration dump) and /metrics of a running worker.
+/// Logs (with the start-up configuration dump) and /metrics of a running worker.
+async fn assert_no_password_from_a_running_worker(env: &mut TestEnv, credentials: &Credentials) {
     env.spawn_app().await;
-    assert_clean("/metrics", &env.metrics().await);
+    credentials.assert_not_in("/metrics", &env.metrics().await);
     let settings = env.settings();
-    assert_clean("the configuration dump", &settings.redacted_summary());
-    assert_clean("Debug output", &format!("{settings:?}"));
+    credentials.assert_not_in("the configuration dump", &settings.redacted_summary());
+    credentials.assert_not_in("Debug output", &format!("{settings:?}"));
     env.stop_app().await;
     let log = std::env::temp_dir().join(format!("prs-{}-leak.log", env.id));
     let mut worker = env.spawn_process(&[("RUST_LOG", "trace")], &log);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    must(std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]));
+    terminate(&worker);
     assert!(worker.wait().unwrap().success());
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("***"), "URLs are logged redacted");
-    assert_clean("the logs", &logs);
+    credentials.assert_not_in("the logs", &logs);
+}
 
-    // Errors: a refused login, an unreachable database, a malformed URL.
+/// Errors: a refused login, an unreachable database, a malformed URL.
+fn assert_no_password_in_errors(env: &TestEnv, credentials: &Credentials) {
+    let Credentials {
+        user,
+        password,
+        pg_password,
+    } = credentials;
     let mut wrong = env.vars.clone();
     wrong.insert(
         "AMQP_URL".into(),
@@ -174,35 +183,21 @@ async fn configured_passwords_never_leak() {
             env.database
         ),
     );
-    let run = |vars: &std::collections::HashMap<String, String>, args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_prereg-sync"));
-        cmd.arg("--config-dir")
-            .arg(config_dir())
-            .args(args)
-            .env_remove("RUST_LOG");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
-    let refused = run(&wrong, &["dlq", "list"]);
+    let refused = output(&wrong, &["dlq", "list"]);
     assert!(refused.contains("error:"), "{refused}");
-    assert_clean("a refused-login error", &refused);
-    let unreachable = run(&wrong, &["migrate"]);
+    credentials.assert_not_in("a refused-login error", &refused);
+    let unreachable = output(&wrong, &["migrate"]);
     assert!(unreachable.contains("error:"), "{unreachable}");
-    assert_clean("a connection error", &unreachable);
+    credentials.assert_not_in("a connection error", &unreachable);
     let mut malformed = env.vars.clone();
     malformed.insert("DATABASE_URL".into(), format!("not a url {pg_password}"));
-    let bad = run(&malformed, &["migrate"]);
+    let bad = output(&malformed, &["migrate"]);
     assert!(bad.contains("error:"), "{bad}");
-    assert_clean("a configuration error", &bad);
+    credentials.assert_not_in("a configuration error", &bad);
+}
 
-    // --help of every command, with the secrets in the environment.
+/// --help of every command, with the secrets in the environment.
+fn assert_no_password_in_help(env: &TestEnv, credentials: &Credentials) {
     for args in [
         vec!["--help"],
         vec!["run", "--help"],
@@ -213,8 +208,18 @@ async fn configured_passwords_never_leak() {
         vec!["maintenance", "purge-audit", "--help"],
         vec!["loadgen", "--help"],
     ] {
-        let help = run(&env.vars, &args);
+        let help = output(&env.vars, &args);
         assert!(help.contains("Usage"), "{help}");
-        assert_clean("--help", &help);
+        credentials.assert_not_in("--help", &help);
     }
+}
+
+/// What `prereg-sync ARGS` printed, stdout then stderr, run with `vars`.
+fn output(vars: &HashMap<String, String>, args: &[&str]) -> String {
+    let out = prereg_sync(vars).args(args).output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
+use chrono::NaiveDateTime;
+use lapin::message::Delivery;
+use support::*;
+use tokio_postgres::Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
@@ -24,6 +27,16 @@ async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
         .get(&reply_queue, Duration::from_secs(20))
         .await
         .expect("a reply");
+    assert_success_reply(&reply, &ids);
+    let db = env.db().await;
+    assert_rows_stored(&db, &ids, before).await;
+    assert_transaction_and_audit(&db, &reply).await;
+    env.stop_app().await;
+}
+
+/// `tx-store-1`'s reply: the contract's properties and headers, and a body that stores `ids`,
+/// byte for byte.
+fn assert_success_reply(reply: &Delivery, ids: &[String]) {
     let props = &reply.properties;
     assert_eq!(
         props.correlation_id().as_ref().unwrap().as_str(),
@@ -40,10 +53,10 @@ async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
     );
     assert_eq!(props.delivery_mode(), &Some(2));
     assert_eq!(
-        header_str(&reply, "x-transaction-id").as_deref(),
+        header_str(reply, "x-transaction-id").as_deref(),
         Some("tx-store-1")
     );
-    let body = json(&reply);
+    let body = json(reply);
     let responsetime = body["responsetime"].as_str().unwrap();
     let expected = format!(
         r#"{{"id":"mosip.pre-registration.datasync.store","version":"1.0","responsetime":"{responsetime}","response":{{"transactionId":"tx-store-1","countOfStoredPreRegIds":"3","preRegistrationIds":{},"rejectedPreRegistrationIds":[]}},"errors":null}}"#,
@@ -68,8 +81,11 @@ async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
         serde_json::json!([])
     );
     assert!(prereg_sync::message::envelope::parse_request_time(responsetime).is_some());
+}
 
-    let db = env.db().await;
+/// `ids` in the processed and interface tables with the values of `tx-store-1`, created after
+/// `before`.
+async fn assert_rows_stored(db: &Client, ids: &[String], before: NaiveDateTime) {
     let rows = db
         .query(
             "SELECT prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes \
@@ -110,6 +126,10 @@ async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
             .iter()
             .all(|r| r.get::<_, chrono::NaiveDateTime>(0) == request_time)
     );
+}
+
+/// `tx-store-1`'s transaction record holds the reply sent, and one audit row says it was stored.
+async fn assert_transaction_and_audit(db: &Client, reply: &Delivery) {
     let tx = db
         .query_one("SELECT app_id, stored_count, reply_body FROM prereg.sync_transaction WHERE transaction_id = 'tx-store-1'", &[])
         .await
@@ -134,7 +154,6 @@ async fn a_valid_batch_is_stored_and_answered_on_reply_to() {
     assert_eq!(audit[0].get::<_, String>(2), "STORED");
     assert_eq!(audit[0].get::<_, String>(3), "SUCCESS");
     assert_eq!(audit[0].get::<_, Option<String>>(4), None);
-    env.stop_app().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,8 +171,7 @@ async fn without_reply_to_the_reply_goes_to_the_default_queue() {
         .get(REPLY_QUEUE, Duration::from_secs(20))
         .await
         .expect("a reply");
-    let derived =
-        prereg_sync::message::TransactionId::derived(&prereg_sync::message::body_sha256_hex(&body));
+    let derived = derived_transaction_id(&body);
     assert_eq!(
         reply.properties.correlation_id().as_ref().unwrap().as_str(),
         derived.as_str()
@@ -222,38 +240,7 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
         serde_json::json!([malformed, unknown])
     );
 
-    let db = env.db().await;
-    let first: chrono::NaiveDateTime = db
-        .query_one(
-            "SELECT first_received_dtimes FROM prereg.processed_prereg_list WHERE prereg_id = $1",
-            &[&known[0]],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(first.to_string(), "2026-01-01 00:00:00");
-    let trn: String = db
-        .query_one(
-            "SELECT prereg_trn_id FROM prereg.processed_prereg_list WHERE prereg_id = $1",
-            &[&known[0]],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(trn, "tx-early", "the first transaction keeps the row");
-    assert_eq!(
-        env.rows("intf_processed_prereg_list").await,
-        3,
-        "one interface row per receipt"
-    );
-    let stored_bad = db
-        .query(
-            "SELECT 1 FROM prereg.processed_prereg_list WHERE prereg_id = ANY($1)",
-            &[&vec![malformed, unknown]],
-        )
-        .await
-        .unwrap();
-    assert!(stored_bad.is_empty(), "rejected PRIDs are not stored");
+    assert_first_sighting_kept(&env, &known[0], vec![malformed, unknown]).await;
 
     // None survives: PRG_DATA_SYNC_011, dead-lettered.
     let bad_only = vec!["75124301326313".to_owned(), prids(1).remove(0)];
@@ -277,6 +264,43 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
         Some("PRG_DATA_SYNC_011")
     );
     env.stop_app().await;
+}
+
+/// `prid`'s row is the first sighting's (`tx-early`, its earlier request time), each receipt
+/// has its interface row, and the `rejected` PRIDs are stored nowhere.
+async fn assert_first_sighting_kept(env: &TestEnv, prid: &str, rejected: Vec<String>) {
+    let db = env.db().await;
+    let first: chrono::NaiveDateTime = db
+        .query_one(
+            "SELECT first_received_dtimes FROM prereg.processed_prereg_list WHERE prereg_id = $1",
+            &[&prid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first.to_string(), "2026-01-01 00:00:00");
+    let trn: String = db
+        .query_one(
+            "SELECT prereg_trn_id FROM prereg.processed_prereg_list WHERE prereg_id = $1",
+            &[&prid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trn, "tx-early", "the first transaction keeps the row");
+    assert_eq!(
+        env.rows("intf_processed_prereg_list").await,
+        3,
+        "one interface row per receipt"
+    );
+    let stored_bad = db
+        .query(
+            "SELECT 1 FROM prereg.processed_prereg_list WHERE prereg_id = ANY($1)",
+            &[&rejected],
+        )
+        .await
+        .unwrap();
+    assert!(stored_bad.is_empty(), "rejected PRIDs are not stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

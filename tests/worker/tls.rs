@@ -17,7 +17,7 @@ use tokio_rustls::{
     },
 };
 
-use crate::{helpers::*, proxy::*};
+use support::*;
 
 /// A CA and a server certificate for `localhost` / 127.0.0.1 it signed, written as PEM files.
 struct Pki {

@@ -1,0 +1,36 @@
+//! What prereg-sync's integration tests share (`tests/worker`, `tests/outage`, `tests/cluster`,
+//! `tests/contract`, `tests/request_path.rs`): every test gets its own RabbitMQ vhost and its own
+//! PostgreSQL database ([`TestEnv`]), removed when it is dropped, so tests run in parallel
+//! sharing nothing but the two servers.
+//!
+//! - `env`: the test's vhost and database, its configuration, the command-line tools;
+//! - `app`: the worker under test, in process or as the real binary, and its HTTP endpoints;
+//! - `db`: the test's own queries;
+//! - `broker`: the contract's names and a test-side AMQP client;
+//! - `fixtures`: PRIDs, requests and the rows that make them known;
+//! - `reply`: what a reply says, the replies of a stream by transaction, and the JSON Schemas
+//!   every received reply is checked against;
+//! - `proxy`: a TCP proxy that can cut a service off;
+//! - `wait`: polling for what the worker does in its own time.
+
+mod app;
+mod broker;
+mod db;
+mod env;
+mod fixtures;
+mod proxy;
+mod reply;
+mod wait;
+
+pub use app::{metric_at, prereg_sync, terminate};
+pub use broker::{Broker, DLQ, EXCHANGE, REPLY_QUEUE, REQUEST_QUEUE, ROUTING_KEY};
+pub use env::{TestEnv, config_dir, default_settings, must, psql, rabbitmqctl};
+pub use fixtures::{
+    REQUEST_TIME, derived_transaction_id, now_utc, prids, properties, request_body,
+};
+pub use proxy::{POSTGRES, Proxy, RABBITMQ};
+pub use reply::{
+    Answers, ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical, assert_valid,
+    by_transaction, check_reply_body, error_code, header_int, header_str, json, record_answer,
+};
+pub use wait::wait_until;
