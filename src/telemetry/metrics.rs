@@ -1,5 +1,5 @@
 //! The metric families: names, HELP texts, label names and buckets, registered once by
-//! [`Metrics::new`]. What each event does to them is `events.rs`.
+//! [`Metrics::new`]. What each event does to them is in the module root, `telemetry/mod.rs`.
 
 use std::{marker::PhantomData, sync::Arc};
 
