@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use crate::{
-    config::{StorageSettings, ValidationSettings},
+    config::StorageSettings,
+    message::ValidationRules,
     message::{ErrorCode, Reply, ReplyKind, RequestValidator, TransactionId, body_sha256_hex},
     retry::FailureClass,
     storage::{
@@ -114,7 +115,7 @@ pub struct Processor {
 impl Processor {
     pub fn new(
         pool: Pool,
-        validation: &ValidationSettings,
+        validation: &ValidationRules,
         storage: StorageSettings,
         metrics: Metrics,
     ) -> Processor {

@@ -14,7 +14,7 @@ use crate::{
     http,
     jobs::{
         consumed::ConsumedJob,
-        schedule::{report_on_schedule, run_on_schedule},
+        schedule::{consumed_job_on_schedule, report_on_schedule},
     },
     processor::Processor,
     storage::{self, migrate},
@@ -155,10 +155,9 @@ impl Application {
         // whole stop stays within `worker.shutdown_grace`; a chunk still running then is
         // abandoned (its transaction rolls back) and the next run records the run as FAILED.
         let stop_job = shutdown.child_token();
-        let scheduler = self
-            .scheduled_job
-            .take()
-            .map(|(job, schedule)| tokio::spawn(run_on_schedule(job, schedule, stop_job.clone())));
+        let scheduler = self.scheduled_job.take().map(|(job, schedule)| {
+            tokio::spawn(consumed_job_on_schedule(job, schedule, stop_job.clone()))
+        });
         let reporter = self.report_schedule.take().map(|schedule| {
             let pool = self.consumer.processor().pool().clone();
             tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))

@@ -9,12 +9,12 @@ use super::{Completion, Output};
 use crate::{
     config::Settings,
     jobs::{
-        consumed::{self, ConsumedJob, RunStatus, Trigger},
+        consumed::{self, ConsumedJob, Trigger},
         maintenance::{self, MIN_AGE, Purge},
     },
     progress::Progress,
     storage,
-    telemetry::Metrics,
+    telemetry::{Metrics, labels::JobRunStatus},
 };
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +47,7 @@ impl ConsumedJobCommand {
                     );
                 };
                 let mut output = Output::new(report.to_string(), &report)?;
-                if report.status == Some(RunStatus::Partial) {
+                if report.status == Some(JobRunStatus::Partial) {
                     output.completion = Completion::Partial;
                 }
                 Ok(output)

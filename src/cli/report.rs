@@ -38,7 +38,7 @@ impl ReportArgs {
     pub(super) async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
         let (first, last) = self.days();
         let pool = storage::build_pool(&settings.database)?;
-        let days = report::report(&pool, first, last).await?;
+        let days = report::day_reports(&pool, first, last).await?;
         let text: Vec<String> = days.iter().map(ToString::to_string).collect();
         Output::new(text.join("\n"), &days)
     }

@@ -5,9 +5,10 @@
 use std::{collections::BTreeMap, fmt};
 
 use anyhow::Context;
-use chrono::{Days, NaiveDate, Utc};
-use deadpool_postgres::Pool;
+use chrono::{Days, NaiveDate, NaiveDateTime, Utc};
+use deadpool_postgres::{Client, Pool};
 use serde::Serialize;
+use tokio_postgres::Row;
 
 use crate::storage::audit::{self, AuditEvent, AuditRecord};
 
@@ -66,8 +67,11 @@ impl fmt::Display for DayReport {
     }
 }
 
+/// The reports being filled, by day.
+type ByDay = BTreeMap<NaiveDate, DayReport>;
+
 /// Reports for every UTC day from `first` to `last`, both included.
-pub async fn report(
+pub async fn day_reports(
     pool: &Pool,
     first: NaiveDate,
     last: NaiveDate,
@@ -81,7 +85,7 @@ pub async fn report(
         days <= MAX_DAYS,
         "a report covers at most {MAX_DAYS} days, not {days}"
     );
-    let mut reports: BTreeMap<NaiveDate, DayReport> = first
+    let mut reports: ByDay = first
         .iter_days()
         .take(days as usize)
         .map(|date| {
@@ -99,60 +103,9 @@ pub async fn report(
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists");
     let client = pool.get().await.context("connecting to the database")?;
-    let audit_rows = client
-        .query(
-            "SELECT event_time::date, event, coalesce(error_code, ''), count(*) \
-             FROM prereg.sync_audit WHERE event_time >= $1 AND event_time < $2 \
-             GROUP BY 1, 2, 3",
-            &[&since, &until],
-        )
-        .await
-        .context("reading the audit trail")?;
-    for row in audit_rows {
-        let day = reports
-            .get_mut(&row.get::<_, NaiveDate>(0))
-            .expect("day in range");
-        let (event, code, count): (String, String, i64) = (row.get(1), row.get(2), row.get(3));
-        match event.as_str() {
-            "STORED" => day.stored += count,
-            "DUPLICATE" => day.duplicates += count,
-            "REJECTED" => *day.rejected.entry(code).or_default() += count,
-            "DEAD_LETTERED" => *day.dead_lettered.entry(code).or_default() += count,
-            "REPLAYED" => day.replays += count,
-            _ => {}
-        }
-    }
-    let prid_rows = client
-        .query(
-            "SELECT a.event_time::date, coalesce(sum(t.stored_count), 0)::bigint \
-             FROM prereg.sync_audit a JOIN prereg.sync_transaction t USING (transaction_id) \
-             WHERE a.event = 'STORED' AND a.event_time >= $1 AND a.event_time < $2 GROUP BY 1",
-            &[&since, &until],
-        )
-        .await
-        .context("reading the stored counts")?;
-    for row in prid_rows {
-        reports
-            .get_mut(&row.get::<_, NaiveDate>(0))
-            .expect("day in range")
-            .prids_stored = row.get(1);
-    }
-    let run_rows = client
-        .query(
-            "SELECT started_at::date, status, count(*), coalesce(sum(moved), 0)::bigint \
-             FROM prereg.consumed_job_run WHERE started_at >= $1 AND started_at < $2 \
-             GROUP BY 1, 2",
-            &[&since, &until],
-        )
-        .await
-        .context("reading the consumed-job runs")?;
-    for row in run_rows {
-        let day = reports
-            .get_mut(&row.get::<_, NaiveDate>(0))
-            .expect("day in range");
-        day.consumed_job_runs.insert(row.get(1), row.get(2));
-        day.rows_moved += row.get::<_, i64>(3);
-    }
+    add_audit_events(&client, &mut reports, (since, until)).await?;
+    add_prids_stored(&client, &mut reports, (since, until)).await?;
+    add_job_runs(&client, &mut reports, (since, until)).await?;
     Ok(reports
         .into_values()
         .map(|mut day| {
@@ -167,11 +120,92 @@ pub async fn report(
         .collect())
 }
 
+/// The report of the day a row's first column names (a day the query's range covers).
+fn day_of<'a>(reports: &'a mut ByDay, row: &Row) -> &'a mut DayReport {
+    reports
+        .get_mut(&row.get::<_, NaiveDate>(0))
+        .expect("day in range")
+}
+
+/// Outcomes and replays, from the audit trail.
+async fn add_audit_events(
+    client: &Client,
+    reports: &mut ByDay,
+    (since, until): (NaiveDateTime, NaiveDateTime),
+) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT event_time::date, event, coalesce(error_code, ''), count(*) \
+             FROM prereg.sync_audit WHERE event_time >= $1 AND event_time < $2 \
+             GROUP BY 1, 2, 3",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the audit trail")?;
+    for row in rows {
+        let day = day_of(reports, &row);
+        let (event, code, count): (String, String, i64) = (row.get(1), row.get(2), row.get(3));
+        match event.as_str() {
+            "STORED" => day.stored += count,
+            "DUPLICATE" => day.duplicates += count,
+            "REJECTED" => *day.rejected.entry(code).or_default() += count,
+            "DEAD_LETTERED" => *day.dead_lettered.entry(code).or_default() += count,
+            "REPLAYED" => day.replays += count,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// PRIDs stored, from the stored count of each stored request's transaction record.
+async fn add_prids_stored(
+    client: &Client,
+    reports: &mut ByDay,
+    (since, until): (NaiveDateTime, NaiveDateTime),
+) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT a.event_time::date, coalesce(sum(t.stored_count), 0)::bigint \
+             FROM prereg.sync_audit a JOIN prereg.sync_transaction t USING (transaction_id) \
+             WHERE a.event = 'STORED' AND a.event_time >= $1 AND a.event_time < $2 GROUP BY 1",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the stored counts")?;
+    for row in rows {
+        day_of(reports, &row).prids_stored = row.get(1);
+    }
+    Ok(())
+}
+
+/// Consumed-status job runs by status and the applications they moved, from the run history.
+async fn add_job_runs(
+    client: &Client,
+    reports: &mut ByDay,
+    (since, until): (NaiveDateTime, NaiveDateTime),
+) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT started_at::date, status, count(*), coalesce(sum(moved), 0)::bigint \
+             FROM prereg.consumed_job_run WHERE started_at >= $1 AND started_at < $2 \
+             GROUP BY 1, 2",
+            &[&since, &until],
+        )
+        .await
+        .context("reading the consumed-job runs")?;
+    for row in rows {
+        let day = day_of(reports, &row);
+        day.consumed_job_runs.insert(row.get(1), row.get(2));
+        day.rows_moved += row.get::<_, i64>(3);
+    }
+    Ok(())
+}
+
 /// The scheduled report: yesterday's figures (UTC), logged and recorded in the audit trail as a
 /// `DAILY_REPORT` run, like the consumed-status job's runs.
-pub async fn run_scheduled(pool: &Pool) -> anyhow::Result<DayReport> {
+pub async fn report_yesterday(pool: &Pool) -> anyhow::Result<DayReport> {
     let yesterday = Utc::now().date_naive() - Days::new(1);
-    let day = report(pool, yesterday, yesterday)
+    let day = day_reports(pool, yesterday, yesterday)
         .await?
         .pop()
         .expect("one day asked, one day reported");

@@ -1,5 +1,11 @@
-//! Runs jobs inside `prereg-sync run` on their cron schedules (UTC): the consumed-status job and
-//! the end-of-day report.
+//! Runs the consumed-status job and the end-of-day report inside `prereg-sync run` on their cron
+//! schedules (UTC), until shutdown.
+//!
+//! At shutdown the scheduler stops waiting for the next time at once. A run in progress is not
+//! waited for here: the consumed-status job stops itself between chunks when `shutdown` is
+//! cancelled (each chunk is its own transaction) and records the run as FAILED; the caller
+//! aborts what is still running when its grace period ends (a consumed-status chunk then rolls
+//! back, and the next run closes the run as FAILED) and aborts a report in progress.
 
 use std::future::Future;
 
@@ -12,13 +18,13 @@ use super::{
     report,
 };
 
-/// Waits for each time `schedule` names and runs `job`, until `shutdown`. A run in progress
-/// when shutdown arrives is the job's to stop (the caller bounds how long it waits).
+/// Waits for each time `schedule` names and runs `run_once`, until `shutdown`. `task` names it
+/// in log lines.
 async fn on_schedule<F, Fut>(
-    name: &'static str,
+    task: &'static str,
     schedule: cron::Schedule,
     shutdown: CancellationToken,
-    mut job: F,
+    mut run_once: F,
 ) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -26,24 +32,24 @@ async fn on_schedule<F, Fut>(
     loop {
         let Some(next) = schedule.upcoming(Utc).next() else {
             tracing::warn!(
-                job = name,
+                job = task,
                 "the schedule names no future time; scheduler stopped"
             );
             return;
         };
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tracing::debug!(job = name, next = %next, "scheduled");
+        tracing::debug!(job = task, next = %next, "scheduled");
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        job().await;
+        run_once().await;
     }
 }
 
-/// The consumed-status job. A run in progress when shutdown arrives stops between chunks (each
-/// chunk is its own transaction) and records itself as FAILED; the next run carries on.
-pub async fn run_on_schedule(
+/// The consumed-status job on `schedule`. A run in progress when `shutdown` is cancelled stops
+/// between chunks and records itself as FAILED; the next run carries on.
+pub async fn consumed_job_on_schedule(
     job: ConsumedJob,
     schedule: cron::Schedule,
     shutdown: CancellationToken,
@@ -59,10 +65,10 @@ pub async fn run_on_schedule(
     .await
 }
 
-/// The end-of-day report of the day before, logged as one line.
+/// The end-of-day report of the day before on `schedule`, logged as one line.
 pub async fn report_on_schedule(pool: Pool, schedule: cron::Schedule, shutdown: CancellationToken) {
     on_schedule("end-of-day report", schedule, shutdown, || async {
-        match report::run_scheduled(&pool).await {
+        match report::report_yesterday(&pool).await {
             Ok(day) => tracing::info!(report = %day, "end-of-day report"),
             Err(err) => tracing::error!(error = %format!("{err:#}"), "end-of-day report failed"),
         }

@@ -8,8 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ErrorCode, prid::PridValidator};
-use crate::config::ValidationSettings;
+use super::{ErrorCode, prid::PridValidator, rules::ValidationRules};
 
 const REQUEST_ID: &str = "mosip.pre-registration.datasync.store";
 const REQUEST_VERSION: &str = "1.0";
@@ -49,12 +48,12 @@ pub struct RequestValidator {
 }
 
 impl RequestValidator {
-    pub fn new(settings: &ValidationSettings) -> RequestValidator {
+    pub fn new(rules: &ValidationRules) -> RequestValidator {
         RequestValidator {
-            prids: PridValidator::new(settings.prid_format, settings.prid_rules.clone()),
-            max_body_bytes: settings.max_body_bytes,
-            max_ids: settings.max_ids,
-            max_request_age: settings
+            prids: PridValidator::new(rules.prid_format, rules.prid_rules.clone()),
+            max_body_bytes: rules.max_body_bytes,
+            max_ids: rules.max_ids,
+            max_request_age: rules
                 .max_request_age
                 .and_then(|age| chrono::Duration::from_std(age).ok()),
         }
@@ -162,27 +161,13 @@ pub fn parse_request_time(raw: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.3fZ").ok()
 }
 
-/// Defaults for tests across the crate: the contract's validation settings.
-#[cfg(test)]
-pub fn default_settings() -> ValidationSettings {
-    use super::prid::{PridFormat, PridRules};
-    ValidationSettings {
-        prid_format: PridFormat::Mosip,
-        prid_rules: PridRules::default(),
-        require_known_application: true,
-        max_request_age: None,
-        max_body_bytes: 1_048_576,
-        max_ids: 10_000,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn validator() -> RequestValidator {
-        RequestValidator::new(&default_settings())
+        RequestValidator::new(&ValidationRules::contract_defaults())
     }
 
     fn check(body: &str) -> Result<Envelope, ErrorCode> {
@@ -266,9 +251,9 @@ mod tests {
 
     #[test]
     fn oversized_body_is_rejected_before_parsing() {
-        let mut settings = default_settings();
-        settings.max_body_bytes = 10;
-        let v = RequestValidator::new(&settings);
+        let mut rules = ValidationRules::contract_defaults();
+        rules.max_body_bytes = 10;
+        let v = RequestValidator::new(&rules);
         let body = envelope(r#"["75124301328620"]"#);
         assert_eq!(
             v.validate(None, true, body.as_bytes(), Some(Utc::now())),
@@ -327,9 +312,9 @@ mod tests {
 
     #[test]
     fn id_count_limit() {
-        let mut settings = default_settings();
-        settings.max_ids = 2;
-        let v = RequestValidator::new(&settings);
+        let mut rules = ValidationRules::contract_defaults();
+        rules.max_ids = 2;
+        let v = RequestValidator::new(&rules);
         let body = envelope(r#"["a","b","c"]"#);
         assert_eq!(
             v.validate(None, true, body.as_bytes(), Some(Utc::now())),
@@ -339,9 +324,9 @@ mod tests {
 
     #[test]
     fn request_age_limit() {
-        let mut settings = default_settings();
-        settings.max_request_age = Some(std::time::Duration::from_secs(3600));
-        let v = RequestValidator::new(&settings);
+        let mut rules = ValidationRules::contract_defaults();
+        rules.max_request_age = Some(std::time::Duration::from_secs(3600));
+        let v = RequestValidator::new(&rules);
         let body = envelope(r#"["75124301328620"]"#);
         let later = "2026-11-22T09:05:08.850Z".parse::<DateTime<Utc>>().unwrap();
         assert_eq!(

@@ -16,6 +16,8 @@ pub enum ReplyKind {
 }
 
 impl ReplyKind {
+    pub const ALL: [ReplyKind; 2] = [ReplyKind::Ack, ReplyKind::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReplyKind::Ack => "ack",

@@ -1,0 +1,45 @@
+//! Deserialisers of the values TOML has no type for: cron schedules, duration lists, regexes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de::Error};
+
+pub(super) fn optional_cron_schedule<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<cron::Schedule>, D::Error> {
+    cron_schedule(d).map(Some)
+}
+
+/// A six-field cron expression; the seven-field form (with year) is accepted too.
+pub(super) fn cron_schedule<'de, D: Deserializer<'de>>(d: D) -> Result<cron::Schedule, D::Error> {
+    let raw = String::deserialize(d)?;
+    let fields = raw.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(D::Error::custom(format!(
+            "`{raw}` has {fields} fields; six are expected (sec min hour day month weekday)"
+        )));
+    }
+    raw.parse()
+        .map_err(|e| D::Error::custom(format!("`{raw}`: {e}")))
+}
+
+/// A list of humantime durations.
+pub(super) fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let wrapped = Vec::<humantime_serde::Serde<Duration>>::deserialize(d)?;
+    Ok(wrapped
+        .into_iter()
+        .map(humantime_serde::Serde::into_inner)
+        .collect())
+}
+
+/// `serde` glue for an optional regex given as a string.
+pub(super) mod optional_regex {
+    use regex::Regex;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|pattern| Regex::new(&pattern).map_err(D::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,44 @@
+//! The log subscriber, with the guard that keeps payload-carrying crates quiet.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Crates that log statement parameters or frame contents (PRIDs, bodies) below INFO. Their
+/// verbose levels are never enabled, whatever `RUST_LOG` says: the logging rule is not traded
+/// for debuggability.
+const PAYLOAD_LOGGING_CRATES: [&str; 4] = ["tokio_postgres", "postgres_", "lapin", "amq_protocol"];
+
+fn may_carry_payload(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() > tracing::Level::INFO
+        && PAYLOAD_LOGGING_CRATES
+            .iter()
+            .any(|prefix| metadata.target().starts_with(prefix))
+}
+
+/// Installs the global tracing subscriber: human-readable or JSON lines on stderr, level from
+/// `RUST_LOG` when set, else `log.level`.
+pub fn init_logging(settings: &LogSettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let guard = tracing_subscriber::filter::filter_fn(|metadata| !may_carry_payload(metadata));
+    let registry = tracing_subscriber::registry().with(filter).with(guard);
+    let result = match settings.format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            registry
+                .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+                .try_init()
+        }
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    // A second initialisation (tests building several apps) keeps the first subscriber.
+    let _ = result;
+}
