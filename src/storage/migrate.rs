@@ -50,6 +50,13 @@ pub async fn create_database_if_missing(database: &Database) -> anyhow::Result<(
         .context("checking whether the database exists")?
         .is_some();
     if !exists {
+        // CREATE DATABASE copies a template and checkpoints: on a busy host it can outlast a
+        // statement timeout tuned for the hot path (400 ms in tests), and failing start-up for
+        // that helps no one. Session-level, on this one-off connection only.
+        client
+            .batch_execute("SET statement_timeout = 0")
+            .await
+            .context("lifting the statement timeout for CREATE DATABASE")?;
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         match client
             .batch_execute(&format!("CREATE DATABASE {quoted}"))
