@@ -17,8 +17,7 @@ use self::queue::{Action, DeadLetterQueue, death_count};
 use crate::{
     amqp::headers::{self, integer, string},
     config::Settings,
-    message::{TransactionId, envelope::parse_request_time},
-    processor::registration_processor_id,
+    message::{TransactionId, envelope::parse_request_time, registration_processor_id},
     progress::Progress,
     storage::{
         self,

@@ -1,14 +1,17 @@
-//! The request and reply formats of the contract: parsing, validation, error codes, PRID rules.
+//! The request and reply formats of the contract: parsing, validation, error codes, PRID rules,
+//! a request's identity.
 //! Everything here is pure, so it is unit- and property-tested without services.
 
 pub mod envelope;
 pub mod error_code;
+pub mod identity;
 pub mod prid;
 pub mod reply;
 pub mod transaction_id;
 
 pub use envelope::{Envelope, RequestValidator};
 pub use error_code::ErrorCode;
+pub use identity::{Identity, registration_processor_id};
 pub use reply::{Reply, ReplyKind};
 pub use transaction_id::{TransactionId, body_sha256_hex};
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{headers, publisher::Publisher},
     config::AmqpSettings,
-    processor::{Identity, registration_processor_id},
+    message::{Identity, registration_processor_id},
 };
 
 /// Which queues a request may name as `reply_to`.
