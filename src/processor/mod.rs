@@ -1,20 +1,21 @@
 //! The processing rules of the contract, independent of AMQP: given a request's body and
-//! properties, decide its outcome and make it durable. The consumer turns the decision into
+//! properties, decide its outcome and make it durable. The worker turns the decision into
 //! replies, dead-letter copies and acks.
 
-use backon::{ExponentialBuilder, Retryable};
+mod answers;
+
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use crate::{
     config::{StorageSettings, ValidationSettings},
-    message::{ErrorCode, Identity, Reply, ReplyKind, RequestValidator},
-    retry::FailureClass,
+    message::{Envelope, ErrorCode, Identity, Reply, RequestValidator},
     storage::{
         StorageError,
-        audit::{self, AuditEvent, AuditRecord},
         batching::Batcher,
-        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, StoredTransaction, Stores},
+        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, Stores},
     },
     telemetry::Metrics,
 };
@@ -45,19 +46,6 @@ pub enum Verdict {
 pub struct Decision {
     pub reply: Reply,
     pub verdict: Verdict,
-}
-
-impl Decision {
-    /// The recorded transaction's reply, byte for byte.
-    fn duplicate(existing: StoredTransaction) -> Decision {
-        Decision {
-            reply: Reply {
-                kind: ReplyKind::Ack,
-                body: existing.reply_body,
-            },
-            verdict: Verdict::Duplicate,
-        }
-    }
 }
 
 pub struct Processor {
@@ -126,13 +114,29 @@ impl Processor {
         };
         let looked_up = self.lookups.submit(lookup).await?;
         if let Some(existing) = looked_up.existing {
-            return self.settle_existing(incoming, identity, existing).await;
+            return self.answer_existing(incoming, identity, existing).await;
         }
-        let known = looked_up.known;
         let envelope = match validated {
             Ok(envelope) => envelope,
             Err(code) => return self.reject(incoming, identity, code).await,
         };
+        let known = looked_up.known;
+        self.store(incoming, identity, envelope, known, well_formed_count, now)
+            .await
+    }
+
+    /// Rules 3 and 4 for a valid request: the PRIDs accepted (well-formed, and in `known` when
+    /// that was checked) are stored with the success reply; none accepted is a rejection.
+    async fn store(
+        &self,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+        envelope: Envelope,
+        known: Option<HashSet<String>>,
+        well_formed_count: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, StorageError> {
+        let transaction_id = identity.transaction_id.as_str();
         // One pass in request order: rejected PRIDs are listed as they were sent. The known
         // set holds only well-formed PRIDs, so when it was checked it answers both rules.
         let total = envelope.prids.len();
@@ -172,117 +176,8 @@ impl Processor {
                 })
             }
             StoreOutcome::AlreadyRecorded(existing) => {
-                self.settle_existing(incoming, identity, existing).await
+                self.answer_existing(incoming, identity, existing).await
             }
-        }
-    }
-
-    /// Rule 1: the same body again is a duplicate (the stored reply, byte for byte); another
-    /// body under the same ID is a conflict.
-    async fn settle_existing(
-        &self,
-        incoming: &Incoming<'_>,
-        identity: &Identity,
-        existing: StoredTransaction,
-    ) -> Result<Decision, StorageError> {
-        if existing.body_sha256 != identity.body_sha256 {
-            return self
-                .reject(incoming, identity, ErrorCode::TransactionConflict)
-                .await;
-        }
-        self.record_decided(incoming.app_id, identity, AuditEvent::Duplicate, None)
-            .await?;
-        Ok(Decision::duplicate(existing))
-    }
-
-    /// The stored answer when this request's transaction is already recorded (same body): for
-    /// the paths that would otherwise answer with an error (the delivery limit, a spent retry
-    /// budget), since no error reply is ever sent for a stored transaction. `None` when it is
-    /// not recorded, or recorded for another body.
-    pub async fn answer_if_stored(
-        &self,
-        app_id: &str,
-        identity: &Identity,
-    ) -> Result<Option<Decision>, StorageError> {
-        if !identity.message_id_ok {
-            return Ok(None); // nothing is ever recorded under an unusable message_id
-        }
-        let lookup = Lookup {
-            transaction_id: Some(identity.transaction_id.as_str().to_owned()),
-            prids: None,
-        };
-        match self.lookups.submit(lookup).await?.existing {
-            Some(existing) if existing.body_sha256 == identity.body_sha256 => {
-                self.record_decided(app_id, identity, AuditEvent::Duplicate, None)
-                    .await?;
-                Ok(Some(Decision::duplicate(existing)))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn reject(
-        &self,
-        incoming: &Incoming<'_>,
-        identity: &Identity,
-        code: ErrorCode,
-    ) -> Result<Decision, StorageError> {
-        self.record_decided(incoming.app_id, identity, AuditEvent::Rejected, Some(code))
-            .await?;
-        Ok(Decision {
-            reply: Reply::error(code, Utc::now()),
-            verdict: Verdict::Rejected(code),
-        })
-    }
-
-    /// An audit row for this request, on a pooled connection of its own (outside any store
-    /// transaction): rejections, duplicates, and outcomes decided outside
-    /// [`Processor::process`] (dead-lettering, an unroutable reply).
-    pub async fn record(
-        &self,
-        app_id: &str,
-        identity: &Identity,
-        event: AuditEvent,
-        code: Option<ErrorCode>,
-    ) -> Result<(), StorageError> {
-        let client = self.pool.get().await?;
-        let record = AuditRecord {
-            at: Utc::now().naive_utc(),
-            app_id,
-            transaction_id: Some(identity.transaction_id.as_str()),
-            event,
-            error_code: code.map(ErrorCode::code),
-        };
-        audit::write(&client, &record).await
-    }
-
-    /// The audit row of an outcome already decided (a duplicate, a rejection). A transient
-    /// failure to write it is retried briefly, then logged and counted: it must not change the
-    /// answer (through the retry tiers it would end as `PRG_DATA_SYNC_012`, an error reply for
-    /// a stored transaction or in place of the validation code already decided). An outage
-    /// still holds the delivery: the same decision is made again once the database is back.
-    async fn record_decided(
-        &self,
-        app_id: &str,
-        identity: &Identity,
-        event: AuditEvent,
-        code: Option<ErrorCode>,
-    ) -> Result<(), StorageError> {
-        let write = || self.record(app_id, identity, event, code);
-        let briefly = ExponentialBuilder::default()
-            .with_max_times(2)
-            .with_jitter();
-        match write
-            .retry(briefly)
-            .when(|err| err.class() == FailureClass::Transient)
-            .await
-        {
-            Err(err) if err.class() == FailureClass::InfrastructureDown => Err(err),
-            Err(err) => {
-                self.metrics.audit_write_failed(event.as_str(), &err);
-                Ok(())
-            }
-            Ok(()) => Ok(()),
         }
     }
 
