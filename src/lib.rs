@@ -9,8 +9,10 @@
 //! - [`config`]: layered settings (files, `AMQP_URL`/`DATABASE_URL`, `PREREG_SYNC__*`), secrets
 //!   redacted.
 //! - [`startup`]: [`startup::Application`], assembled the same way by the binary and the tests.
-//! - [`amqp`]: connection, [`amqp::topology`], [`amqp::publisher`] (confirms), [`amqp::consumer`]
-//!   (supervision, reconnection, per-delivery handling), [`amqp::headers`].
+//! - [`worker`]: the consuming worker: session supervision and reconnection, dispatch under the
+//!   concurrency limit, per-delivery handling (process, reply, retry or dead-letter, ack).
+//! - [`amqp`]: the broker's plumbing: connection, [`amqp::topology`], [`amqp::publisher`]
+//!   (confirms), [`amqp::headers`].
 //! - [`message`]: the request and reply formats: validation in contract order, PRID rules,
 //!   error codes, transaction IDs. Pure and unit-tested.
 //! - [`processor`]: the processing rules (duplicate, conflict, validate, known-application
@@ -26,7 +28,7 @@
 //! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
 //! - [`cli`]: the command line.
 //!
-//! A message flows: consumer → [`processor::Processor::process`] (one database transaction) →
+//! A message flows: [`worker`] → [`processor::Processor::process`] (one database transaction) →
 //! reply published with a confirm → dead-letter copy or delayed retry when due → ack.
 
 pub mod amqp;
@@ -47,3 +49,4 @@ pub mod startup;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod worker;

@@ -1,14 +1,13 @@
 //! `Application::build(settings)`: the one way to assemble a worker, used by `prereg-sync run`
 //! and by the integration tests alike.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    amqp::consumer::Consumer,
     config::Settings,
     health::Health,
     http,
@@ -19,10 +18,11 @@ use crate::{
     processor::Processor,
     storage::{self, migrate},
     telemetry::Metrics,
+    worker::Worker,
 };
 
 pub struct Application {
-    consumer: Arc<Consumer>,
+    worker: Worker,
     health: Health,
     http_addr: SocketAddr,
     http_shutdown: CancellationToken,
@@ -77,16 +77,8 @@ impl Application {
         });
         let processor = Processor::new(pool, &validation, store, metrics.clone());
         let outage_max_delay = retry.outage_max_delay;
-        let consumer = Arc::new(Consumer::new(
-            amqp,
-            &worker,
-            &retry,
-            processor,
-            health.clone(),
-            metrics,
-        )?);
         Ok(Application {
-            consumer,
+            worker: Worker::new(amqp, &worker, &retry, processor, health.clone(), metrics)?,
             health,
             http_addr,
             http_shutdown,
@@ -121,7 +113,7 @@ impl Application {
         watcher.abort();
         self.http_shutdown.cancel();
         let _ = self.http_task.await;
-        self.consumer.processor().pool().close();
+        self.worker.processor().pool().close();
         result
     }
 
@@ -145,7 +137,7 @@ impl Application {
             }
         }
         let probe = tokio::spawn(self.health.clone().probe_database(
-            self.consumer.processor().pool().clone(),
+            self.worker.processor().pool().clone(),
             self.outage_max_delay,
             shutdown.clone(),
         ));
@@ -159,7 +151,7 @@ impl Application {
             tokio::spawn(consumed_job_on_schedule(job, schedule, stop_job.clone()))
         });
         let reporter = self.report_schedule.take().map(|schedule| {
-            let pool = self.consumer.processor().pool().clone();
+            let pool = self.worker.processor().pool().clone();
             tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))
         });
         let grace = self.shutdown_grace;
@@ -176,7 +168,7 @@ impl Application {
             }
         };
         let consuming = async {
-            let consumed = self.consumer.clone().run(shutdown.clone()).await;
+            let consumed = self.worker.run(shutdown.clone()).await;
             stop_job.cancel();
             consumed
         };

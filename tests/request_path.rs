@@ -4,8 +4,7 @@
 
 use chrono::Utc;
 use prereg_sync::{
-    message::{ErrorCode, RequestValidator, prid},
-    processor::{Identity, registration_processor_id},
+    message::{ErrorCode, Identity, RequestValidator, prid, registration_processor_id},
 };
 use proptest::prelude::*;
 

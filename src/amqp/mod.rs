@@ -1,8 +1,6 @@
-//! RabbitMQ: connection, topology, publishing with confirms, and the consumer that drives the
-//! processor. Consuming, publishing and declaring use separate channels, so a channel-level
-//! error on one (a refused declaration, say) cannot take the others down.
+//! RabbitMQ plumbing: connection (to one of several nodes), topology, publishing with confirms,
+//! headers, queue upgrades. The consuming worker that drives them is [`crate::worker`].
 
-pub mod consumer;
 pub mod headers;
 pub mod nodes;
 pub mod publisher;

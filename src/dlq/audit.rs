@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::Row;
-use crate::processor::registration_processor_id;
+use crate::message::registration_processor_id;
 use crate::{
     config::Settings,
     message::TransactionId,

@@ -1,9 +1,10 @@
 //! The request and reply formats of the contract: parsing, validation, error codes, PRID rules,
-//! and the validation rules `[validation]` configures.
+//! a request's identity, and the validation rules `[validation]` configures.
 //! Everything here is pure, so it is unit- and property-tested without services.
 
 pub mod envelope;
 pub mod error_code;
+pub mod identity;
 pub mod prid;
 pub mod reply;
 pub mod rules;
@@ -11,6 +12,7 @@ pub mod transaction_id;
 
 pub use envelope::{Envelope, RequestValidator};
 pub use error_code::ErrorCode;
+pub use identity::{Identity, registration_processor_id};
 pub use reply::{Reply, ReplyKind};
 pub use rules::ValidationRules;
 pub use transaction_id::{TransactionId, body_sha256_hex};

@@ -47,42 +47,43 @@ pub trait BatchHandler: Send + Sync + 'static {
 /// One input's answer.
 pub type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
 
-struct Job<H: BatchHandler> {
+/// An input waiting for its batch, with where its answer goes.
+struct Pending<H: BatchHandler> {
     input: H::Input,
     respond: oneshot::Sender<Answer<H>>,
 }
 
 /// The handle deliveries use.
 pub struct Batcher<H: BatchHandler> {
-    jobs: mpsc::Sender<Job<H>>,
+    queue: mpsc::Sender<Pending<H>>,
 }
 
 impl<H: BatchHandler> Batcher<H> {
     /// Starts the batching task; it ends when the handle is dropped.
     pub fn start(handler: H) -> Batcher<H> {
-        let (jobs, receiver) = mpsc::channel(MAX_BATCH);
+        let (queue, receiver) = mpsc::channel(MAX_BATCH);
         tokio::spawn(run(handler, receiver));
-        Batcher { jobs }
+        Batcher { queue }
     }
 
     /// Queues `input` for the next batch and returns its answer once that batch is done.
     pub async fn submit(&self, input: H::Input) -> Answer<H> {
         let (respond, answer) = oneshot::channel();
         let gone = || StorageError::Unavailable("the batching task stopped".into());
-        self.jobs
-            .send(Job { input, respond })
+        self.queue
+            .send(Pending { input, respond })
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
 
-async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Job<H>>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let (inputs, responders): (Vec<H::Input>, Vec<_>) = jobs
+async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Pending<H>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (inputs, responders): (Vec<H::Input>, Vec<_>) = batch
             .drain(..)
-            .map(|job: Job<H>| (job.input, job.respond))
+            .map(|pending: Pending<H>| (pending.input, pending.respond))
             .unzip();
         let answers = match guarded(&handler, &inputs).await {
             Ok(answers) => answers,

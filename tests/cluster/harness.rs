@@ -144,7 +144,7 @@ impl Drop for ClusterEnv {
 pub fn log_failovers() {
     prereg_sync::telemetry::init_logging(&prereg_sync::config::LogSettings {
         format: prereg_sync::config::LogFormat::Text,
-        level: "warn,prereg_sync::amqp=info,prereg_sync::amqp::consumer::suspects=warn,prereg_sync::health=info"
+        level: "warn,prereg_sync::amqp=info,prereg_sync::worker=info,prereg_sync::worker::suspects=warn,prereg_sync::health=info"
             .into(),
     });
 }

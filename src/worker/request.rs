@@ -1,4 +1,5 @@
-//! One delivery's context, and the `reply_to` rule.
+//! One inbound request (a delivery and what every step of its handling needs to know about it),
+//! and the `reply_to` rule.
 
 use std::time::Instant;
 
@@ -10,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{headers, publisher::Publisher},
     config::AmqpSettings,
-    processor::{Identity, registration_processor_id},
+    message::{Identity, registration_processor_id},
+    processor::Incoming,
 };
 
 /// Which queues a request may name as `reply_to`.
@@ -41,22 +43,27 @@ impl ReplyToPolicy {
 }
 
 /// A delivery plus what every step of its handling needs to know about it.
-pub(super) struct Job {
+pub(super) struct InboundRequest {
     pub(super) delivery: Delivery,
     pub(super) identity: Identity,
+    /// The publishing channel of the session the delivery came on.
     pub(super) publisher: Publisher,
     pub(super) started: Instant,
     /// When the delivery arrived: the moment a first attempt judges the request's age against.
-    pub(super) received_at: DateTime<Utc>,
-    /// Cancelled when this job finds the session's publishing channel closed: the dispatcher
-    /// then ends the session and reconnects.
+    received_at: DateTime<Utc>,
+    /// Cancelled when this request's handling finds the session's publishing channel closed:
+    /// the dispatcher then ends the session and reconnects.
     pub(super) lost: CancellationToken,
     /// The registration processor's ID, made storable (see [`registration_processor_id`]).
     app_id: String,
 }
 
-impl Job {
-    pub(super) fn new(delivery: Delivery, publisher: Publisher, lost: CancellationToken) -> Job {
+impl InboundRequest {
+    pub(super) fn new(
+        delivery: Delivery,
+        publisher: Publisher,
+        lost: CancellationToken,
+    ) -> InboundRequest {
         let message_id = delivery
             .properties
             .message_id()
@@ -64,7 +71,7 @@ impl Job {
             .map(|m| m.as_str());
         let app_id =
             registration_processor_id(delivery.properties.app_id().as_ref().map(|a| a.as_str()));
-        Job {
+        InboundRequest {
             app_id,
             identity: Identity::of(message_id, &delivery.data),
             delivery,
@@ -81,6 +88,26 @@ impl Job {
 
     pub(super) fn header_integer(&self, key: &str) -> i64 {
         headers::integer(self.delivery.properties.headers().as_ref(), key).unwrap_or(0)
+    }
+
+    /// The request as the processor needs it. Its age is judged once: a request that comes
+    /// back (redelivered, from a retry tier, replayed) was judged at its first attempt.
+    pub(super) fn incoming(&self) -> Incoming<'_> {
+        let first_attempt = !self.delivery.redelivered
+            && self.header_integer(headers::DELIVERY_COUNT) == 0
+            && self.header_integer(headers::REPLAY_COUNT) == 0
+            && self.header_integer(headers::RETRY_COUNT) == 0;
+        Incoming {
+            body: &self.delivery.data,
+            content_type: self
+                .delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|c| c.as_str()),
+            app_id: self.app_id(),
+            age_judged_at: first_attempt.then_some(self.received_at),
+        }
     }
 }
 

@@ -1,0 +1,187 @@
+//! The processing rules of the contract, independent of AMQP: given a request's body and
+//! properties, decide its outcome and make it durable. The worker turns the decision into
+//! replies, dead-letter copies and acks.
+
+mod answers;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+
+use crate::{
+    config::StorageSettings,
+    message::{Envelope, ErrorCode, Identity, Reply, RequestValidator, ValidationRules},
+    storage::{
+        StorageError,
+        batching::Batcher,
+        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, Stores},
+    },
+    telemetry::Metrics,
+};
+
+/// A request as the processor needs it: raw body plus the properties that matter.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub body: &'a [u8],
+    pub content_type: Option<&'a str>,
+    /// The registration processor's ID, `unknown` when absent.
+    pub app_id: &'a str,
+    /// When `validation.max_request_age` is judged against: the moment of the request's first
+    /// attempt, so time spent held in an outage does not age it. `None` for a request that has
+    /// been attempted before (a redelivery, a retry tier, a replay): it was judged then, and is
+    /// not judged again.
+    pub age_judged_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Stored,
+    Duplicate,
+    Rejected(ErrorCode),
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub reply: Reply,
+    pub verdict: Verdict,
+}
+
+pub struct Processor {
+    pool: Pool,
+    lookups: Batcher<Lookups>,
+    stores: Batcher<Stores>,
+    validator: RequestValidator,
+    require_known_application: bool,
+    storage: StorageSettings,
+    metrics: Metrics,
+}
+
+impl Processor {
+    pub fn new(
+        pool: Pool,
+        validation: &ValidationRules,
+        storage: StorageSettings,
+        metrics: Metrics,
+    ) -> Processor {
+        Processor {
+            lookups: Batcher::start(Lookups(pool.clone())),
+            stores: Batcher::start(Stores(pool.clone())),
+            pool,
+            validator: RequestValidator::new(validation),
+            require_known_application: validation.require_known_application,
+            storage,
+            metrics,
+        }
+    }
+
+    /// Rules 1 to 4 of the contract. Idempotent: running it again for the same request after
+    /// any failure, or after a crash after commit, yields the same reply and writes nothing new.
+    pub async fn process(
+        &self,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+    ) -> Result<Decision, StorageError> {
+        let now = Utc::now();
+        let transaction_id = identity.transaction_id.as_str();
+        // Validation is pure, so it runs first and the two reads it allows (the transaction
+        // lookup and the known-application check) go to the server together, batched with
+        // those of the other deliveries in flight. The contract's order still decides: a
+        // recorded transaction (rule 1) wins over any validation error (rule 2).
+        let validated = self.validator.validate(
+            incoming.content_type,
+            identity.message_id_ok,
+            incoming.body,
+            incoming.age_judged_at,
+        );
+        let well_formed: Vec<String> = validated
+            .as_ref()
+            .map(|envelope| {
+                envelope
+                    .prids
+                    .iter()
+                    .filter(|prid| self.validator.prid_format_ok(prid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let well_formed_count = well_formed.len();
+        let lookup = Lookup {
+            transaction_id: identity.message_id_ok.then(|| transaction_id.to_owned()),
+            prids: (self.require_known_application && !well_formed.is_empty())
+                .then_some(well_formed),
+        };
+        let looked_up = self.lookups.submit(lookup).await?;
+        if let Some(existing) = looked_up.existing {
+            return self.answer_existing(incoming, identity, existing).await;
+        }
+        let envelope = match validated {
+            Ok(envelope) => envelope,
+            Err(code) => return self.reject(incoming, identity, code).await,
+        };
+        let known = looked_up.known;
+        self.store(incoming, identity, envelope, known, well_formed_count, now)
+            .await
+    }
+
+    /// Rules 3 and 4 for a valid request: the PRIDs accepted (well-formed, and in `known` when
+    /// that was checked) are stored with the success reply; none accepted is a rejection.
+    async fn store(
+        &self,
+        incoming: &Incoming<'_>,
+        identity: &Identity,
+        envelope: Envelope,
+        known: Option<HashSet<String>>,
+        well_formed_count: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, StorageError> {
+        let transaction_id = identity.transaction_id.as_str();
+        // One pass in request order: rejected PRIDs are listed as they were sent. The known
+        // set holds only well-formed PRIDs, so when it was checked it answers both rules.
+        let total = envelope.prids.len();
+        let (stored, rejected): (Vec<String>, Vec<String>) =
+            envelope.prids.into_iter().partition(|prid| match &known {
+                Some(known) => known.contains(prid),
+                None => self.validator.prid_format_ok(prid),
+            });
+        if stored.is_empty() {
+            return self
+                .reject(incoming, identity, ErrorCode::InvalidPreRegistrationIds)
+                .await;
+        }
+        let malformed = total - well_formed_count;
+        let unknown = well_formed_count - stored.len();
+        let reply = Reply::success(transaction_id, &stored, &rejected, now);
+        let stored_count = stored.len() as u64;
+        let new = NewTransaction {
+            transaction_id: transaction_id.to_owned(),
+            app_id: incoming.app_id.to_owned(),
+            body_sha256: identity.body_sha256.clone(),
+            received_at: now.naive_utc(),
+            request_time: envelope.request_time,
+            prids: stored,
+            reply_body: reply.body.clone(),
+            lang_code: self.storage.lang_code.clone(),
+            created_by: self.storage.created_by.clone(),
+        };
+        match self.stores.submit(new).await? {
+            StoreOutcome::Stored { newly_processed } => {
+                let already = stored_count - newly_processed;
+                self.metrics
+                    .prids_stored(newly_processed, already, malformed, unknown);
+                Ok(Decision {
+                    reply,
+                    verdict: Verdict::Stored,
+                })
+            }
+            StoreOutcome::AlreadyRecorded(existing) => {
+                self.answer_existing(incoming, identity, existing).await
+            }
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
