@@ -15,6 +15,7 @@
 //! 5. Only then is the request acked: never before its outcome is durable. A session that ends
 //!    first leaves it unacked, and the broker redelivers it; idempotency answers it again.
 
+mod acks;
 mod handler;
 mod request;
 mod session;

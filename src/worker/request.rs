@@ -8,6 +8,7 @@ use lapin::message::Delivery;
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
 
+use super::{acks::AckCoalescer, session::Session};
 use crate::{
     amqp::{headers, publisher::Publisher},
     config::AmqpSettings,
@@ -54,16 +55,16 @@ pub(super) struct InboundRequest {
     /// Cancelled when this request's handling finds the session's publishing channel closed:
     /// the dispatcher then ends the session and reconnects.
     pub(super) lost: CancellationToken,
+    /// The session's acks: this delivery is in flight there from its creation to its ack.
+    acks: AckCoalescer,
     /// The registration processor's ID, made storable (see [`registration_processor_id`]).
     app_id: String,
 }
 
 impl InboundRequest {
-    pub(super) fn new(
-        delivery: Delivery,
-        publisher: Publisher,
-        lost: CancellationToken,
-    ) -> InboundRequest {
+    /// Made by the dispatcher, in delivery order, for a delivery of `session`.
+    pub(super) fn new(delivery: Delivery, session: &Session) -> InboundRequest {
+        session.acks.delivered(delivery.delivery_tag);
         let message_id = delivery
             .properties
             .message_id()
@@ -75,11 +76,21 @@ impl InboundRequest {
             app_id,
             identity: Identity::of(message_id, &delivery.data),
             delivery,
-            publisher,
+            publisher: session.publisher.clone(),
             started: Instant::now(),
             received_at: Utc::now(),
-            lost,
+            lost: session.lost.clone(),
+            acks: session.acks.clone(),
         }
+    }
+
+    /// Acks the delivery (coalesced with others finishing at the same moment); false when the
+    /// channel is gone and the broker will redeliver.
+    pub(super) async fn ack(&self) -> bool {
+        let delivery = &self.delivery;
+        self.acks
+            .ack(delivery.delivery_tag, delivery.acker.clone())
+            .await
     }
 
     pub(super) fn app_id(&self) -> &str {

@@ -10,6 +10,7 @@ use lapin::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::acks::AckCoalescer;
 use crate::{
     amqp::{self, nodes::Nodes, publisher::Publisher, topology},
     config::AmqpSettings,
@@ -41,6 +42,8 @@ pub(super) struct Session {
     pub(super) ended: CancellationToken,
     /// Cancelled by a task that finds the publishing channel closed.
     pub(super) lost: CancellationToken,
+    /// The consuming channel's acks, coalesced.
+    pub(super) acks: AckCoalescer,
 }
 
 impl Session {
@@ -91,6 +94,7 @@ impl Session {
             deliveries,
             ended: shutdown.child_token(),
             lost: CancellationToken::new(),
+            acks: AckCoalescer::default(),
         })
     }
 

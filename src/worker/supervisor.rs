@@ -172,8 +172,7 @@ impl Supervisor {
                     return SessionEnd::Lost(anyhow::anyhow!("the broker cancelled the consumer"));
                 }
             };
-            let publisher = session.publisher.clone();
-            let request = InboundRequest::new(delivery, publisher, session.lost.clone());
+            let request = InboundRequest::new(delivery, session);
             if request.header_integer(headers::DELIVERY_COUNT) > 0 {
                 outstanding.suspects.push(request, permit);
             } else {

@@ -8,7 +8,6 @@ mod reply;
 use std::sync::Arc;
 
 use backon::Retryable;
-use lapin::options::BasicAckOptions;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -222,20 +221,17 @@ impl Handler {
     }
 
     async fn ack(&self, request: &InboundRequest, outcome: MessageOutcome, code: Option<&str>) {
-        match request.delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => {
-                let elapsed = request.started.elapsed();
-                self.metrics.message_finished(
-                    outcome,
-                    request.identity.transaction_id.as_str(),
-                    code,
-                    elapsed,
-                );
-            }
+        if request.ack().await {
+            let elapsed = request.started.elapsed();
+            self.metrics.message_finished(
+                outcome,
+                request.identity.transaction_id.as_str(),
+                code,
+                elapsed,
+            );
+        } else {
             // The channel is gone: the broker redelivers, and idempotency answers it again.
-            Ok(false) | Err(_) => {
-                tracing::debug!(transaction_id = %request.identity.transaction_id, "ack not delivered; broker will redeliver")
-            }
+            tracing::debug!(transaction_id = %request.identity.transaction_id, "ack not delivered; broker will redeliver")
         }
     }
 }
