@@ -2,10 +2,10 @@
 //! headers, queue upgrades. The consuming worker that drives them is [`crate::worker`].
 
 pub mod headers;
-pub mod nodes;
-pub mod publisher;
+pub(crate) mod nodes;
+pub(crate) mod publisher;
 pub mod topology;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
@@ -56,7 +56,10 @@ pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
 /// Opens a connection to the current node of `nodes` with the configured heartbeat and a
 /// connection name operators can find in the management UI. Errors name the node by its
 /// position in `amqp.url`, never by its URL (it holds the password).
-pub async fn connect_to(settings: &AmqpSettings, nodes: &Nodes) -> anyhow::Result<Connection> {
+pub(crate) async fn connect_to(
+    settings: &AmqpSettings,
+    nodes: &Nodes,
+) -> anyhow::Result<Connection> {
     let (index, uri) = nodes.current();
     open(settings, uri).await.with_context(|| {
         format!(

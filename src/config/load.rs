@@ -12,7 +12,7 @@ const URL_VARIABLES: [(&str, &str); 2] = [("AMQP_URL", "AMQP"), ("DATABASE_URL",
 
 impl Settings {
     /// Loads the layers from `config_dir` and the process environment.
-    pub fn load(config_dir: &Path) -> anyhow::Result<Settings> {
+    pub(crate) fn load(config_dir: &Path) -> anyhow::Result<Settings> {
         Self::load_from(config_dir, &std::env::vars().collect())
     }
 

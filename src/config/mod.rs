@@ -16,15 +16,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use self::node_list::NodeList;
-pub use self::redact::redact_url;
-use crate::{
-    message::ValidationRules,
-    tls::{AmqpTlsSettings, PostgresTlsSettings},
-};
+pub(crate) use self::redact::redact_url;
+// The TLS settings are part of `Settings`, so public with it; `tls` itself is crate-private.
+use crate::message::ValidationRules;
+pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings};
 
 mod de;
 mod load;
-pub mod node_list;
+pub(crate) mod node_list;
 mod redact;
 
 #[derive(Debug, Deserialize)]
