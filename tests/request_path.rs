@@ -3,8 +3,8 @@
 //! of cases per property (CI runs the default; the security issue's long run used 1,000,000).
 
 use chrono::Utc;
-use prereg_sync::{
-    message::{ErrorCode, Identity, RequestValidator, prid, registration_processor_id},
+use prereg_sync::message::{
+    ErrorCode, Identity, RequestValidator, prid, registration_processor_id,
 };
 use proptest::prelude::*;
 

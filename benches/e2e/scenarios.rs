@@ -101,7 +101,8 @@ pub async fn latency(requests: usize, rate: f64) -> anyhow::Result<(Duration, Du
     seed_applications(&settings, &prids).await?;
     let worker = env.spawn_worker();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !must(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests") {
+    while !must(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests")
+    {
         ensure!(Instant::now() < deadline, "worker did not start consuming");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
