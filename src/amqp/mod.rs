@@ -1,5 +1,5 @@
 //! RabbitMQ plumbing: connection (to one of several nodes), topology, publishing with confirms,
-//! headers, queue upgrades. The consuming worker that drives them is [`crate::worker`].
+//! headers, queue upgrades. The consuming worker that drives them is `crate::worker`.
 
 pub mod headers;
 pub(crate) mod nodes;
@@ -37,7 +37,7 @@ pub fn reserve_frame_parsing_stack() {
 
 /// Connects to one of the configured nodes, trying each once from a random starting point:
 /// for the one-shot commands (`dlq`, `loadgen`). The worker walks the nodes itself
-/// ([`Nodes`]), with back-off between attempts.
+/// (`Nodes`), with back-off between attempts.
 pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
     let nodes = Nodes::parse(&settings.url)?;
     let mut attempt = 1;

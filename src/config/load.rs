@@ -16,7 +16,7 @@ impl Settings {
         Self::load_from(config_dir, &std::env::vars().collect())
     }
 
-    /// Like [`Settings::load`] with the environment given as a map, so tests need not mutate
+    /// Like `Settings::load` with the environment given as a map, so tests need not mutate
     /// the process environment.
     pub fn load_from(
         config_dir: &Path,

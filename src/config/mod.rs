@@ -4,7 +4,7 @@
 //!
 //! Every struct denies unknown keys so a typo is an error naming the key rather than a default
 //! silently in force. The two URLs carry credentials, so they are [`SecretString`]s: `Debug` prints
-//! them redacted and [`redact_url`] is the only way they reach a log line.
+//! them redacted and `redact_url` is the only way they reach a log line.
 //!
 //! The sections are here; reading the layers is `load.rs`. `[validation]` deserialises into
 //! [`ValidationRules`], owned by `message` with the code that applies them.

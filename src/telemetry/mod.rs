@@ -1,10 +1,10 @@
-//! Logs and metrics. Every event the worker counts is one method of [`Metrics`], here; when the
+//! Logs and metrics. Every event the worker counts is one method of `Metrics`, here; when the
 //! event is also logged, that method writes the line too, so the line and the count never
 //! disagree (and the line's target stays `prereg_sync::telemetry`). Log lines that count nothing
 //! (start-up, shutdown, decisions along a delivery's way) are written where they happen.
 //!
 //! Metric names are `prereg_sync_<name>_<unit>`, counters end `_total`, and labels take their
-//! values from the fixed sets of [`labels`]: never a transaction ID, a PRID or error text. The
+//! values from the fixed sets of `labels`: never a transaction ID, a PRID or error text. The
 //! families themselves are registered in `metrics.rs`; the log subscriber is `logging.rs`.
 
 use std::{fmt, time::Duration};
