@@ -13,7 +13,7 @@ fn crash_on() -> Option<&'static str> {
 }
 
 /// Aborts (as a segfault or OOM kill would: no unwinding, no acks) on the configured ID.
-pub fn maybe_crash(transaction_id: &str) {
+pub(crate) fn maybe_crash(transaction_id: &str) {
     if crash_on() == Some(transaction_id) {
         eprintln!("fault-injection: crashing on purpose");
         std::process::abort();
@@ -29,7 +29,7 @@ fn panic_on() -> Option<&'static str> {
 }
 
 /// Panics when the configured ID is among `transaction_ids` (a bug in the batch handler).
-pub fn maybe_panic<'a>(mut transaction_ids: impl Iterator<Item = &'a str>) {
+pub(crate) fn maybe_panic<'a>(mut transaction_ids: impl Iterator<Item = &'a str>) {
     if let Some(target) = panic_on()
         && transaction_ids.any(|id| id == target)
     {

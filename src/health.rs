@@ -23,7 +23,7 @@ const DB_CHECK_FRESHNESS: Duration = Duration::from_secs(5);
 const DB_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
-pub struct Health(Arc<Inner>);
+pub(crate) struct Health(Arc<Inner>);
 
 struct Inner {
     metrics: Metrics,
@@ -36,7 +36,7 @@ struct Inner {
 
 impl Health {
     /// Connectivity changes are logged here and reflected in `metrics`.
-    pub fn new(metrics: Metrics) -> Health {
+    pub(crate) fn new(metrics: Metrics) -> Health {
         Health(Arc::new(Inner {
             metrics,
             consuming: AtomicBool::new(false),
@@ -47,7 +47,7 @@ impl Health {
         }))
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         let db_fresh = self
             .0
             .last_db_ok
@@ -61,26 +61,26 @@ impl Health {
             && !self.0.shutting_down.load(Ordering::Relaxed)
     }
 
-    pub fn set_consuming(&self, consuming: bool) {
+    pub(crate) fn set_consuming(&self, consuming: bool) {
         self.0.consuming.store(consuming, Ordering::Relaxed);
         self.0.metrics.broker_connected(consuming);
     }
 
-    pub fn set_broker_blocked(&self, blocked: bool) {
+    pub(crate) fn set_broker_blocked(&self, blocked: bool) {
         self.0.broker_blocked.store(blocked, Ordering::Relaxed);
     }
 
-    pub fn set_shutting_down(&self) {
+    pub(crate) fn set_shutting_down(&self) {
         self.0.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    pub fn database_up(&self) -> bool {
+    pub(crate) fn database_up(&self) -> bool {
         *self.0.db_up.borrow()
     }
 
     /// A statement failed because the database is unreachable: stop taking deliveries until
     /// the probe sees it back.
-    pub fn report_database_down(&self) {
+    pub(crate) fn report_database_down(&self) {
         self.0.metrics.database_up(false);
         if self.0.db_up.send_replace(false) {
             tracing::warn!("database unreachable: holding in-flight deliveries, consuming paused");
@@ -98,7 +98,7 @@ impl Health {
     }
 
     /// Waits until the database is reported up (or returns at once if it is).
-    pub async fn wait_for_database(&self) {
+    pub(crate) async fn wait_for_database(&self) {
         let mut rx = self.0.db_up.subscribe();
         let _ = rx.wait_for(|up| *up).await;
     }
@@ -109,7 +109,7 @@ impl Health {
     /// Pooled connections made before an outage are dropped (see [`forget_stale`]): after a
     /// failover they lead to the old primary, which is gone or, demoted, answers 25006
     /// (read-only). New ones follow `target_session_attrs=read-write` to the new primary.
-    pub async fn probe_database(
+    pub(crate) async fn probe_database(
         self,
         pool: Pool,
         max_delay: Duration,

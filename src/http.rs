@@ -15,7 +15,7 @@ struct AppState {
 }
 
 /// Binds now (so a port clash fails start-up) and serves until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listen: SocketAddr,
     health: Health,
     metrics: Metrics,

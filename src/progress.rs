@@ -8,11 +8,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar, or nothing. Cloning shares the same bar; the default shows nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Progress(Option<ProgressBar>);
+pub(crate) struct Progress(Option<ProgressBar>);
 
 impl Progress {
     /// A bar labelled `what`, when `wanted` (not `--json`) and stderr is a terminal.
-    pub fn new(wanted: bool, what: &'static str) -> Progress {
+    pub(crate) fn new(wanted: bool, what: &'static str) -> Progress {
         Self::for_terminal(wanted && std::io::stderr().is_terminal(), what)
     }
 
@@ -31,26 +31,26 @@ impl Progress {
     }
 
     /// How much work there is, once known.
-    pub fn set_total(&self, total: u64) {
+    pub(crate) fn set_total(&self, total: u64) {
         if let Some(bar) = &self.0 {
             bar.set_length(total);
         }
     }
 
-    pub fn inc(&self, done: u64) {
+    pub(crate) fn inc(&self, done: u64) {
         if let Some(bar) = &self.0 {
             bar.inc(done);
         }
     }
 
     /// Removes the bar, so the command's result is printed on a clean line.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
     }
 
-    pub fn is_shown(&self) -> bool {
+    pub(crate) fn is_shown(&self) -> bool {
         self.0.is_some()
     }
 }

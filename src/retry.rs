@@ -25,7 +25,7 @@ pub enum FailureClass {
 
 /// The configured retry budget.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     immediate_attempts: u32,
     immediate_min_delay: Duration,
     immediate_max_delay: Duration,
@@ -34,7 +34,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new(settings: &RetrySettings) -> RetryPolicy {
+    pub(crate) fn new(settings: &RetrySettings) -> RetryPolicy {
         RetryPolicy {
             immediate_attempts: settings.immediate_attempts.max(1),
             immediate_min_delay: settings.immediate_min_delay,
@@ -46,7 +46,7 @@ impl RetryPolicy {
 
     /// Back-off while a dependency, not the message, is failing (a copy the broker does not
     /// confirm): no limit on the attempts, capped at `retry.outage_max_delay`.
-    pub fn holding(&self) -> backon::ExponentialBackoff {
+    pub(crate) fn holding(&self) -> backon::ExponentialBackoff {
         use backon::BackoffBuilder;
         ExponentialBuilder::default()
             .with_min_delay(self.immediate_min_delay)
@@ -57,7 +57,7 @@ impl RetryPolicy {
     }
 
     /// Back-off for the in-process attempts: `immediate_attempts` tries in all.
-    pub fn immediate(&self) -> ExponentialBuilder {
+    pub(crate) fn immediate(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.immediate_min_delay)
             .with_max_delay(self.immediate_max_delay)
@@ -67,18 +67,18 @@ impl RetryPolicy {
 
     /// The delayed-retry tier for a message that has been through `retry_count` tiers already;
     /// `None` once the budget is spent.
-    pub fn delay_for(&self, retry_count: u32) -> Option<Duration> {
+    pub(crate) fn delay_for(&self, retry_count: u32) -> Option<Duration> {
         self.delays.get(retry_count as usize).copied()
     }
 
-    pub fn delays(&self) -> &[Duration] {
+    pub(crate) fn delays(&self) -> &[Duration] {
         &self.delays
     }
 }
 
 /// `<prefix>.<delay>` with the delay in humantime (`10s`, `1m`, `5m`), so the queue list in the
 /// management UI reads as the retry schedule.
-pub fn retry_queue_name(prefix: &str, delay: Duration) -> String {
+pub(crate) fn retry_queue_name(prefix: &str, delay: Duration) -> String {
     let delay = humantime::format_duration(delay)
         .to_string()
         .replace(' ', "");

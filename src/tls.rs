@@ -51,7 +51,7 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// lapin's TLS configuration for `[amqp.tls]`.
-pub fn amqp_config(settings: &AmqpTlsSettings) -> anyhow::Result<OwnedTLSConfig> {
+pub(crate) fn amqp_config(settings: &AmqpTlsSettings) -> anyhow::Result<OwnedTLSConfig> {
     let cert_chain = settings
         .ca_file
         .as_deref()
@@ -74,7 +74,9 @@ pub fn amqp_config(settings: &AmqpTlsSettings) -> anyhow::Result<OwnedTLSConfig>
 }
 
 /// The rustls client configuration for `[database.tls]`; `None` for `disable`.
-pub fn postgres_config(settings: &PostgresTlsSettings) -> anyhow::Result<Option<ClientConfig>> {
+pub(crate) fn postgres_config(
+    settings: &PostgresTlsSettings,
+) -> anyhow::Result<Option<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -1,11 +1,11 @@
 //! RabbitMQ plumbing: connection (to one of several nodes), topology, publishing with confirms,
-//! headers, queue upgrades. The consuming worker that drives them is [`crate::worker`].
+//! headers, queue upgrades. The consuming worker that drives them is `crate::worker`.
 
 pub mod headers;
-pub mod nodes;
-pub mod publisher;
+pub(crate) mod nodes;
+pub(crate) mod publisher;
 pub mod topology;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
@@ -37,7 +37,7 @@ pub fn reserve_frame_parsing_stack() {
 
 /// Connects to one of the configured nodes, trying each once from a random starting point:
 /// for the one-shot commands (`dlq`, `loadgen`). The worker walks the nodes itself
-/// ([`Nodes`]), with back-off between attempts.
+/// (`Nodes`), with back-off between attempts.
 pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
     let nodes = Nodes::parse(&settings.url)?;
     let mut attempt = 1;
@@ -56,7 +56,10 @@ pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
 /// Opens a connection to the current node of `nodes` with the configured heartbeat and a
 /// connection name operators can find in the management UI. Errors name the node by its
 /// position in `amqp.url`, never by its URL (it holds the password).
-pub async fn connect_to(settings: &AmqpSettings, nodes: &Nodes) -> anyhow::Result<Connection> {
+pub(crate) async fn connect_to(
+    settings: &AmqpSettings,
+    nodes: &Nodes,
+) -> anyhow::Result<Connection> {
     let (index, uri) = nodes.current();
     open(settings, uri).await.with_context(|| {
         format!(

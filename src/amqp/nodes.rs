@@ -15,14 +15,14 @@ use secrecy::SecretString;
 use crate::config::node_list::{NodeList, NodeListError};
 
 /// The configured nodes and the one in use. Deliberately not `Debug`: the URIs hold passwords.
-pub struct Nodes {
+pub(crate) struct Nodes {
     list: NodeList,
     current: AtomicUsize,
 }
 
 impl Nodes {
     /// Parses the comma-separated list; starts at a random node.
-    pub fn parse(urls: &SecretString) -> Result<Nodes, NodeListError> {
+    pub(crate) fn parse(urls: &SecretString) -> Result<Nodes, NodeListError> {
         let list = NodeList::parse(urls)?;
         Ok(Nodes {
             current: AtomicUsize::new(rand::random_range(0..list.count())),
@@ -31,18 +31,18 @@ impl Nodes {
     }
 
     /// How many nodes are configured.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.list.count()
     }
 
     /// The node to connect to: its index in the list (a bounded metric label) and its URI.
-    pub fn current(&self) -> (usize, AMQPUri) {
+    pub(crate) fn current(&self) -> (usize, AMQPUri) {
         let index = self.current.load(Ordering::Relaxed);
         (index, self.list.get(index).clone())
     }
 
     /// Moves on to the next node (wrapping round); `true` when that is another node.
-    pub fn advance(&self) -> bool {
+    pub(crate) fn advance(&self) -> bool {
         let count = self.count();
         let _ = self
             .current

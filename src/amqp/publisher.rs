@@ -10,14 +10,14 @@ use lapin::{
 
 /// What the broker did with a confirmed publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
+pub(crate) enum Published {
     Confirmed,
     /// Mandatory and unroutable (reply code 312): no queue by that name.
     Returned,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(crate) enum PublishError {
     #[error("no broker confirm within {0:?}")]
     Timeout(Duration),
     #[error("the broker refused the message (nack)")]
@@ -31,13 +31,13 @@ pub enum PublishError {
 /// A confirm-mode channel shared by every task of one connection (lapin channels are
 /// thread-safe; confirms are matched to publishes by delivery tag inside lapin).
 #[derive(Clone)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     channel: Channel,
     timeout: Duration,
 }
 
 impl Publisher {
-    pub async fn open(
+    pub(crate) async fn open(
         connection: &Connection,
         timeout: Duration,
     ) -> Result<Publisher, lapin::Error> {
@@ -49,7 +49,7 @@ impl Publisher {
     }
 
     /// Publishes and waits for the confirm, both bounded by the configured timeout.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -86,11 +86,11 @@ impl Publisher {
 
     /// False once the channel is closed (by the broker after a channel error, or with the
     /// connection): every later publish on it would fail.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.channel.status().connected()
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let _ = self.channel.close(200, "shutdown".into()).await;
     }
 }

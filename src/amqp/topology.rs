@@ -31,7 +31,7 @@ pub enum TopologyError {
 }
 
 impl TopologyError {
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         matches!(self, TopologyError::Incompatible { .. })
     }
 }
@@ -81,9 +81,9 @@ pub async fn declare(
 
 /// One queue of the topology: its name, arguments and (for the request and dead-letter
 /// queues) the binding that feeds it.
-pub struct QueueSpec<'a> {
-    pub name: String,
-    pub arguments: FieldTable,
+pub(crate) struct QueueSpec<'a> {
+    pub(crate) name: String,
+    pub(crate) arguments: FieldTable,
     binding: Option<(&'a str, &'a str)>,
 }
 
@@ -97,7 +97,10 @@ pub struct QueueSpec<'a> {
 ///   the request queue had no leader at that instant the message would be gone, long after the
 ///   original was acked. Quorum with at-least-once dead-lettering makes that hop safe;
 /// - the dead-letter and default reply queues, plain quorum queues.
-pub fn queues<'a>(settings: &'a AmqpSettings, retry_delays: &[Duration]) -> Vec<QueueSpec<'a>> {
+pub(crate) fn queues<'a>(
+    settings: &'a AmqpSettings,
+    retry_delays: &[Duration],
+) -> Vec<QueueSpec<'a>> {
     let quorum = settings.queue_type == QueueType::Quorum;
     let mut request = Arguments::default().dead_letter_to(&settings.dead_letter_exchange, None);
     if quorum {
@@ -140,7 +143,7 @@ pub fn queues<'a>(settings: &'a AmqpSettings, retry_delays: &[Duration]) -> Vec<
 }
 
 /// A queue of the configured type with no other arguments.
-pub fn plain_arguments(settings: &AmqpSettings) -> FieldTable {
+pub(crate) fn plain_arguments(settings: &AmqpSettings) -> FieldTable {
     Arguments::default().quorum(settings.queue_type == QueueType::Quorum)
 }
 
@@ -251,6 +254,6 @@ fn refused(object: &str, source: lapin::Error) -> TopologyError {
 }
 
 /// Whether the broker refused with this channel-level error.
-pub fn is_soft(err: &lapin::Error, kind: AMQPSoftError) -> bool {
+pub(crate) fn is_soft(err: &lapin::Error, kind: AMQPSoftError) -> bool {
     matches!(err.kind(), lapin::ErrorKind::ProtocolError(amqp) if *amqp.kind() == AMQPErrorKind::Soft(kind))
 }

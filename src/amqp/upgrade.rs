@@ -31,16 +31,16 @@ use crate::config::AmqpSettings;
 
 /// What happened to one queue.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct QueueUpgrade {
-    pub queue: String,
+pub(crate) struct QueueUpgrade {
+    pub(crate) queue: String,
     /// False when the queue already had the right arguments (or did not exist yet).
-    pub moved: bool,
+    pub(crate) moved: bool,
     /// Messages carried across (into the holding queue and back).
-    pub messages: u64,
+    pub(crate) messages: u64,
 }
 
 /// Upgrades every queue but the request queue; see the module documentation.
-pub async fn upgrade_queues(
+pub(crate) async fn upgrade_queues(
     connection: &Connection,
     settings: &AmqpSettings,
     retry_delays: &[std::time::Duration],

@@ -15,7 +15,7 @@ use crate::{
 };
 
 #[derive(Debug, Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Only messages with this `x-error-code` (e.g. PRG_DATA_SYNC_012).
     #[arg(long)]
     error_code: Option<String>,
@@ -60,7 +60,7 @@ impl From<FilterArgs> for Filter {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DlqCommand {
+pub(crate) enum DlqCommand {
     /// Table of dead-lettered messages (no PRIDs unless --show-ids); the queue is unchanged.
     List(ListArgs),
     /// One message in full detail (its body only with --show-ids); the queue is unchanged.
@@ -87,7 +87,7 @@ impl DlqCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// At most this many rows.
@@ -154,7 +154,7 @@ fn table(rows: &[Row], show_ids: bool) -> String {
 }
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     transaction_id: String,
     /// Include the body, which holds PRIDs.
     #[arg(long)]
@@ -170,7 +170,7 @@ impl ShowArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// Every message: no filter (not needed with --from-file or --dry-run).
@@ -208,7 +208,7 @@ impl ReplayArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     #[command(flatten)]
     filter: FilterArgs,
     /// Every message: no filter (not needed with --dry-run).
@@ -278,7 +278,7 @@ fn summary_output(done: &str, options: &ReworkOptions, s: &Summary) -> anyhow::R
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// The file to create; it must not exist.
     #[arg(long)]
     file: PathBuf,

@@ -18,7 +18,7 @@ use crate::{
 };
 
 #[derive(Debug, Subcommand)]
-pub enum ConsumedJobCommand {
+pub(crate) enum ConsumedJobCommand {
     /// Run the consumed-status job once now and print a summary; exit status 3 when the run
     /// ends PARTIAL (some PRIDs could not be moved).
     Run,
@@ -81,7 +81,7 @@ impl ConsumedJobCommand {
 
 /// What every purge takes.
 #[derive(Debug, Args)]
-pub struct PurgeArgs {
+pub(crate) struct PurgeArgs {
     /// Delete rows older than this, e.g. 90d; at least 1 day.
     #[arg(long, value_parser = parse_age)]
     older_than: Duration,
@@ -108,7 +108,7 @@ fn parse_age(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 // The variant names are the contract's command names (purge-interface, …).
 #[allow(clippy::enum_variant_names)]
-pub enum MaintenanceCommand {
+pub(crate) enum MaintenanceCommand {
     /// Delete interface-table rows (intf_processed_prereg_list) created before the cutoff.
     PurgeInterface(PurgeArgs),
     /// Delete transaction records (sync_transaction) older than the cutoff; a redelivery of an

@@ -173,39 +173,8 @@ impl Cli {
                 run(settings).await?;
                 return Ok(Completion::Done);
             }
-            Command::Migrate => {
-                let database = storage::Database::new(&settings.database)?;
-                let applied =
-                    migrate::prepare_database(&database, settings.database.create_if_missing)
-                        .await?;
-                Output::new(
-                    format!("{applied} migration(s) applied; schema up to date"),
-                    serde_json::json!({ "applied": applied }),
-                )?
-            }
-            Command::UpgradeQueues => {
-                let connection = amqp::connect(&settings.amqp).await?;
-                let upgraded =
-                    upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await;
-                let _ = connection.close(200, "upgraded".into()).await;
-                let upgraded = upgraded?;
-                let text = upgraded
-                    .iter()
-                    .map(|queue| {
-                        let done = if queue.moved {
-                            "upgraded"
-                        } else {
-                            "up to date"
-                        };
-                        format!(
-                            "{}: {done}, {} message(s) moved",
-                            queue.queue, queue.messages
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                Output::new(text, &upgraded)?
-            }
+            Command::Migrate => migrate_command(&settings).await?,
+            Command::UpgradeQueues => upgrade_queues_command(&settings).await?,
             Command::ConsumedJob { command } => command.execute(&settings, json).await?,
             Command::Maintenance { command } => command.execute(&settings).await?,
             Command::Report(args) => args.execute(&settings).await?,
@@ -228,17 +197,54 @@ impl Cli {
                 let report = loadgen::run(&settings, &options).await?;
                 Output::new(report.to_string(), report.to_json())?
             }
-            Command::Probe { path } => {
-                let addr = probe::target(settings.http.listen);
-                let status = probe::probe(addr, &path).await?;
-                Output::new(
-                    format!("GET {path} on {addr}: {status}"),
-                    serde_json::json!({ "path": path, "address": addr, "status": status }),
-                )?
-            }
+            Command::Probe { path } => probe_command(&settings, &path).await?,
         };
         output.print(json)
     }
+}
+
+/// `migrate`.
+async fn migrate_command(settings: &Settings) -> anyhow::Result<Output> {
+    let database = storage::Database::new(&settings.database)?;
+    let applied = migrate::prepare_database(&database, settings.database.create_if_missing).await?;
+    Output::new(
+        format!("{applied} migration(s) applied; schema up to date"),
+        serde_json::json!({ "applied": applied }),
+    )
+}
+
+/// `upgrade-queues`.
+async fn upgrade_queues_command(settings: &Settings) -> anyhow::Result<Output> {
+    let connection = amqp::connect(&settings.amqp).await?;
+    let upgraded = upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await;
+    let _ = connection.close(200, "upgraded".into()).await;
+    let upgraded = upgraded?;
+    let text = upgraded
+        .iter()
+        .map(|queue| {
+            let done = if queue.moved {
+                "upgraded"
+            } else {
+                "up to date"
+            };
+            format!(
+                "{}: {done}, {} message(s) moved",
+                queue.queue, queue.messages
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Output::new(text, &upgraded)
+}
+
+/// `probe`.
+async fn probe_command(settings: &Settings, path: &str) -> anyhow::Result<Output> {
+    let addr = probe::target(settings.http.listen);
+    let status = probe::probe(addr, path).await?;
+    Output::new(
+        format!("GET {path} on {addr}: {status}"),
+        serde_json::json!({ "path": path, "address": addr, "status": status }),
+    )
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use tokio::{
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error("GET {path} on {addr}: {source}")]
     Io {
         path: String,
@@ -34,7 +34,7 @@ pub enum ProbeError {
 }
 
 /// Where to reach a server bound to `listen`: a wildcard address is reached on loopback.
-pub fn target(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn target(listen: SocketAddr) -> SocketAddr {
     let mut addr = listen;
     match listen {
         SocketAddr::V4(v4) if v4.ip().is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
@@ -45,7 +45,7 @@ pub fn target(listen: SocketAddr) -> SocketAddr {
 }
 
 /// `GET path` on `addr`; Ok with the status line's code when it is 200.
-pub async fn probe(addr: SocketAddr, path: &str) -> Result<u16, ProbeError> {
+pub(crate) async fn probe(addr: SocketAddr, path: &str) -> Result<u16, ProbeError> {
     let io = |source| ProbeError::Io {
         path: path.to_owned(),
         addr,

@@ -7,7 +7,7 @@ use super::Output;
 use crate::{config::Settings, dlq, jobs::report, storage};
 
 #[derive(Debug, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// One UTC day, YYYY-MM-DD (default: yesterday).
     #[arg(long, conflicts_with_all = ["since", "until"])]
     date: Option<NaiveDate>,

@@ -37,7 +37,7 @@ pub(super) mod optional_regex {
     use regex::Regex;
     use serde::{Deserialize, Deserializer, de::Error};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|pattern| Regex::new(&pattern).map_err(D::Error::custom))
             .transpose()

@@ -12,11 +12,11 @@ const URL_VARIABLES: [(&str, &str); 2] = [("AMQP_URL", "AMQP"), ("DATABASE_URL",
 
 impl Settings {
     /// Loads the layers from `config_dir` and the process environment.
-    pub fn load(config_dir: &Path) -> anyhow::Result<Settings> {
+    pub(crate) fn load(config_dir: &Path) -> anyhow::Result<Settings> {
         Self::load_from(config_dir, &std::env::vars().collect())
     }
 
-    /// Like [`Settings::load`] with the environment given as a map, so tests need not mutate
+    /// Like `Settings::load` with the environment given as a map, so tests need not mutate
     /// the process environment.
     pub fn load_from(
         config_dir: &Path,

@@ -4,7 +4,7 @@
 //!
 //! Every struct denies unknown keys so a typo is an error naming the key rather than a default
 //! silently in force. The two URLs carry credentials, so they are [`SecretString`]s: `Debug` prints
-//! them redacted and [`redact_url`] is the only way they reach a log line.
+//! them redacted and `redact_url` is the only way they reach a log line.
 //!
 //! The sections are here; reading the layers is `load.rs`. `[validation]` deserialises into
 //! [`ValidationRules`], owned by `message` with the code that applies them.
@@ -16,15 +16,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use self::node_list::NodeList;
-pub use self::redact::redact_url;
-use crate::{
-    message::ValidationRules,
-    tls::{AmqpTlsSettings, PostgresTlsSettings},
-};
+pub(crate) use self::redact::redact_url;
+// The TLS settings are part of `Settings`, so public with it; `tls` itself is crate-private.
+use crate::message::ValidationRules;
+pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings};
 
 mod de;
 mod load;
-pub mod node_list;
+pub(crate) mod node_list;
 mod redact;
 
 #[derive(Debug, Deserialize)]

@@ -7,18 +7,18 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Why `amqp.url` cannot be used. Never carries the URL: it holds the password.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NodeListError {
+pub(crate) enum NodeListError {
     #[error("amqp.url: entry {position} of {count} is not a valid AMQP URL")]
     Invalid { position: usize, count: usize },
 }
 
 /// The nodes of `amqp.url`, in the order listed. Deliberately not `Debug`: the URIs hold
 /// passwords.
-pub struct NodeList(Vec<AMQPUri>);
+pub(crate) struct NodeList(Vec<AMQPUri>);
 
 impl NodeList {
     /// Parses the comma-separated list.
-    pub fn parse(urls: &SecretString) -> Result<NodeList, NodeListError> {
+    pub(crate) fn parse(urls: &SecretString) -> Result<NodeList, NodeListError> {
         let entries: Vec<&str> = urls.expose_secret().split(',').map(str::trim).collect();
         let count = entries.len();
         entries
@@ -39,12 +39,12 @@ impl NodeList {
     }
 
     /// How many nodes are listed (at least one).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.len()
     }
 
     /// The node at `index` (0-based, below [`NodeList::count`]).
-    pub fn get(&self, index: usize) -> &AMQPUri {
+    pub(crate) fn get(&self, index: usize) -> &AMQPUri {
         &self.0[index]
     }
 }

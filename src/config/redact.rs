@@ -4,7 +4,7 @@
 /// might be a credential typed into the wrong variable. Handles both kinds of list: several
 /// URLs separated by commas (`amqp.url` naming a cluster) and one URL with several hosts
 /// (`postgres://u:pw@h1:5432,h2:5432/db`), which the `url` crate cannot parse.
-pub fn redact_url(raw: &str) -> String {
+pub(crate) fn redact_url(raw: &str) -> String {
     let mut urls: Vec<String> = Vec::new();
     for part in raw.split(',') {
         match urls.last_mut() {

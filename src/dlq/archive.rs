@@ -35,7 +35,7 @@ struct Archived {
 
 /// Writes the matching messages of the snapshot to `file` (which must not exist); the queue is
 /// left as it was. Returns how many were written.
-pub async fn export(
+pub(crate) async fn export(
     settings: &Settings,
     filter: &Filter,
     limit: Option<usize>,
@@ -90,7 +90,7 @@ pub async fn export(
 /// (original exchange and routing key, failure headers removed, `x-replay-count` incremented),
 /// at most `rate` per second; `would` is told each message a dry run would replay. The file is
 /// read line by line and never changed.
-pub async fn replay_file(
+pub(crate) async fn replay_file(
     settings: &Settings,
     rate: Option<f64>,
     options: &ReworkOptions,

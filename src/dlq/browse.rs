@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use super::{Filter, Row, queue::DeadLetterQueue};
 use crate::config::Settings;
 
-pub struct ListOptions {
-    pub filter: Filter,
-    pub limit: usize,
-    pub group: bool,
-    pub show_ids: bool,
+pub(crate) struct ListOptions {
+    pub(crate) filter: Filter,
+    pub(crate) limit: usize,
+    pub(crate) group: bool,
+    pub(crate) show_ids: bool,
 }
 
 /// What `dlq list` found.
-pub enum Listing {
+pub(crate) enum Listing {
     /// The matching messages, at most the limit.
     Rows(Vec<Row>),
     /// With `group`: the count of matching messages per error code (all of them).
@@ -21,7 +21,7 @@ pub enum Listing {
 }
 
 /// `dlq list`: matching messages (at most `limit`), or with `group` the count per error code.
-pub async fn list(settings: &Settings, options: &ListOptions) -> anyhow::Result<Listing> {
+pub(crate) async fn list(settings: &Settings, options: &ListOptions) -> anyhow::Result<Listing> {
     let queue = DeadLetterQueue::open(&settings.amqp).await?;
     let mut rows = Vec::new();
     let mut groups: BTreeMap<String, u64> = BTreeMap::new();
@@ -49,7 +49,7 @@ pub async fn list(settings: &Settings, options: &ListOptions) -> anyhow::Result<
 }
 
 /// `dlq show`: every property and header of one message (the body only with `show_ids`).
-pub async fn show(
+pub(crate) async fn show(
     settings: &Settings,
     transaction_id: &str,
     show_ids: bool,

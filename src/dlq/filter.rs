@@ -7,11 +7,11 @@ use crate::message::envelope::parse_request_time;
 
 /// Which dead-lettered messages a command applies to; all criteria must hold.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub error_code: Option<String>,
-    pub transaction_id: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
+pub(crate) struct Filter {
+    pub(crate) error_code: Option<String>,
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) since: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
 }
 
 impl Filter {
@@ -38,7 +38,7 @@ impl Filter {
 }
 
 /// `--since` / `--until`: an RFC 3339 time, the contract's format, or a duration ago (`2h`).
-pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
         return Ok(at.with_timezone(&Utc));
     }

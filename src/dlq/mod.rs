@@ -20,7 +20,7 @@ mod rework;
 use lapin::message::Delivery;
 use serde::Serialize;
 
-pub use self::{
+pub(crate) use self::{
     archive::{export, replay_file},
     browse::{ListOptions, Listing, list, show},
     filter::{Filter, parse_time},
@@ -30,19 +30,19 @@ use crate::amqp::headers::{self, integer, string};
 
 /// One dead-lettered message as the tools show it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub position: u64,
-    pub transaction_id: Option<String>,
-    pub error_code: Option<String>,
-    pub reason: Option<String>,
-    pub retry_count: i64,
-    pub first_failure_time: Option<String>,
-    pub death_count: i64,
-    pub app_id: Option<String>,
-    pub replay_count: i64,
-    pub body_bytes: usize,
+pub(crate) struct Row {
+    pub(crate) position: u64,
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) error_code: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) retry_count: i64,
+    pub(crate) first_failure_time: Option<String>,
+    pub(crate) death_count: i64,
+    pub(crate) app_id: Option<String>,
+    pub(crate) replay_count: i64,
+    pub(crate) body_bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pre_registration_ids: Option<Vec<String>>,
+    pub(crate) pre_registration_ids: Option<Vec<String>>,
 }
 
 impl Row {
@@ -104,13 +104,13 @@ fn prids_of(body: &[u8]) -> Vec<String> {
 
 /// What a replay or delete did.
 #[derive(Debug, Default, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Messages read (from the queue's snapshot or the archive).
-    pub examined: u64,
+    pub(crate) examined: u64,
     /// Of those, the ones the filter and the limit selected.
-    pub matched: u64,
+    pub(crate) matched: u64,
     /// Matched messages replayed or deleted (none in a dry run).
-    pub acted: u64,
+    pub(crate) acted: u64,
     /// Messages left in the queue (re-published at its tail); an archive keeps none.
-    pub kept: u64,
+    pub(crate) kept: u64,
 }

@@ -21,7 +21,7 @@ use crate::{
 
 /// What a command does with each selected message.
 #[derive(Debug, Clone, Copy)]
-pub enum Rework {
+pub(crate) enum Rework {
     /// Back to its original exchange and routing key with a fresh retry budget,
     /// `x-replay-count` incremented and the failure headers removed; at most `rate` per second.
     Replay { rate: Option<f64> },
@@ -56,14 +56,14 @@ impl Rework {
 }
 
 /// Which messages, how many, and whether to act at all.
-pub struct ReworkOptions {
-    pub filter: Filter,
+pub(crate) struct ReworkOptions {
+    pub(crate) filter: Filter,
     /// At most this many messages are selected.
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// Act on nothing; each message that would be acted on is handed to the caller instead.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Counts the messages examined.
-    pub progress: Progress,
+    pub(crate) progress: Progress,
 }
 
 /// Where the loop reads messages from.
@@ -87,7 +87,7 @@ pub(super) trait Sink<M> {
 
 /// `dlq replay` (`Rework::Replay`) and `dlq delete` (`Rework::Delete`) on the queue's snapshot;
 /// `would` is told each message a dry run would act on.
-pub async fn rework(
+pub(crate) async fn rework(
     settings: &Settings,
     mode: Rework,
     options: &ReworkOptions,

@@ -10,11 +10,11 @@ const BATCH: i64 = 5_000;
 
 /// The youngest cutoff a purge accepts: a day keeps every row the worker may still need (a
 /// request held through the retry tiers and an outage, today's audit trail).
-pub const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(crate) const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A table with a retention command, and the timestamp column its age is measured by.
 #[derive(Debug, Clone, Copy)]
-pub enum Purge {
+pub(crate) enum Purge {
     /// `intf_processed_prereg_list` by `cr_dtimes` (operators may truncate it at any time).
     Interface,
     /// `sync_transaction` by `received_at`: older duplicates are then processed as new.
@@ -24,7 +24,7 @@ pub enum Purge {
 }
 
 impl Purge {
-    pub fn table(self) -> &'static str {
+    pub(crate) fn table(self) -> &'static str {
         self.table_and_column().0
     }
 
@@ -44,7 +44,7 @@ fn cutoff(older_than: std::time::Duration) -> anyhow::Result<chrono::NaiveDateTi
 
 /// Deletes rows older than `older_than`, `BATCH` at a time, and returns how many went; with
 /// `dry_run`, counts the rows it would delete and deletes nothing.
-pub async fn purge(
+pub(crate) async fn purge(
     pool: &Pool,
     what: Purge,
     older_than: std::time::Duration,

@@ -1,7 +1,7 @@
 //! Scheduled and operator-run jobs: the consumed-status job, the end-of-day report and
 //! retention purges.
 
-pub mod consumed;
-pub mod maintenance;
-pub mod report;
-pub mod schedule;
+pub(crate) mod consumed;
+pub(crate) mod maintenance;
+pub(crate) mod report;
+pub(crate) mod schedule;

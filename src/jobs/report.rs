@@ -13,30 +13,30 @@ use tokio_postgres::Row;
 use crate::storage::audit::{self, AuditEvent, AuditRecord};
 
 /// The most days one report covers: a report is a summary, not an export.
-pub const MAX_DAYS: u64 = 366;
+pub(crate) const MAX_DAYS: u64 = 366;
 
 /// One UTC day's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DayReport {
-    pub date: NaiveDate,
+pub(crate) struct DayReport {
+    pub(crate) date: NaiveDate,
     /// Deliveries that reached a final outcome: stored, duplicate, rejected, dead-lettered (a
     /// stored request whose reply was undeliverable counts once, as stored).
-    pub requests_received: i64,
-    pub stored: i64,
-    pub duplicates: i64,
+    pub(crate) requests_received: i64,
+    pub(crate) stored: i64,
+    pub(crate) duplicates: i64,
     /// Rejected requests by error code.
-    pub rejected: BTreeMap<String, i64>,
+    pub(crate) rejected: BTreeMap<String, i64>,
     /// Dead-lettered requests by error code (retries spent, crash loop, undeliverable reply).
-    pub dead_lettered: BTreeMap<String, i64>,
+    pub(crate) dead_lettered: BTreeMap<String, i64>,
     /// PRIDs stored by the day's stored requests (from their transaction records; a record
     /// purged by `maintenance purge-transactions` no longer counts).
-    pub prids_stored: i64,
+    pub(crate) prids_stored: i64,
     /// Messages moved back from the dead-letter queue by `dlq replay`.
-    pub replays: i64,
+    pub(crate) replays: i64,
     /// Consumed-status job runs started that day, by status.
-    pub consumed_job_runs: BTreeMap<String, i64>,
+    pub(crate) consumed_job_runs: BTreeMap<String, i64>,
     /// Applications moved to the `*_consumed` tables by those runs.
-    pub rows_moved: i64,
+    pub(crate) rows_moved: i64,
 }
 
 impl fmt::Display for DayReport {
@@ -71,7 +71,7 @@ impl fmt::Display for DayReport {
 type ByDay = BTreeMap<NaiveDate, DayReport>;
 
 /// Reports for every UTC day from `first` to `last`, both included.
-pub async fn day_reports(
+pub(crate) async fn day_reports(
     pool: &Pool,
     first: NaiveDate,
     last: NaiveDate,
@@ -203,7 +203,7 @@ async fn add_job_runs(
 
 /// The scheduled report: yesterday's figures (UTC), logged and recorded in the audit trail as a
 /// `DAILY_REPORT` run, like the consumed-status job's runs.
-pub async fn report_yesterday(pool: &Pool) -> anyhow::Result<DayReport> {
+pub(crate) async fn report_yesterday(pool: &Pool) -> anyhow::Result<DayReport> {
     let yesterday = Utc::now().date_naive() - Days::new(1);
     let day = day_reports(pool, yesterday, yesterday)
         .await?

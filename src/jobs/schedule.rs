@@ -49,7 +49,7 @@ async fn on_schedule<F, Fut>(
 
 /// The consumed-status job on `schedule`. A run in progress when `shutdown` is cancelled stops
 /// between chunks and records itself as FAILED; the next run carries on.
-pub async fn consumed_job_on_schedule(
+pub(crate) async fn consumed_job_on_schedule(
     job: ConsumedJob,
     schedule: cron::Schedule,
     shutdown: CancellationToken,
@@ -66,7 +66,11 @@ pub async fn consumed_job_on_schedule(
 }
 
 /// The end-of-day report of the day before on `schedule`, logged as one line.
-pub async fn report_on_schedule(pool: Pool, schedule: cron::Schedule, shutdown: CancellationToken) {
+pub(crate) async fn report_on_schedule(
+    pool: Pool,
+    schedule: cron::Schedule,
+    shutdown: CancellationToken,
+) {
     on_schedule("end-of-day report", schedule, shutdown, || async {
         match report::report_yesterday(&pool).await {
             Ok(day) => tracing::info!(report = %day, "end-of-day report"),

@@ -56,7 +56,7 @@ impl ErrorCode {
         }
     }
 
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             ErrorCode::UnsupportedContentType => "Unsupported content type",
             ErrorCode::InvalidTransactionId => "Invalid transaction id",

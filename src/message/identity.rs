@@ -9,7 +9,7 @@ use super::{TransactionId, body_sha256_hex};
 pub struct Identity {
     pub transaction_id: TransactionId,
     pub message_id_ok: bool,
-    pub body_sha256: String,
+    pub(crate) body_sha256: String,
 }
 
 impl Identity {

@@ -3,17 +3,18 @@
 //! Everything here is pure, so it is unit- and property-tested without services.
 
 pub mod envelope;
-pub mod error_code;
-pub mod identity;
+pub(crate) mod error_code;
+pub(crate) mod identity;
 pub mod prid;
-pub mod reply;
-pub mod rules;
-pub mod transaction_id;
+pub(crate) mod reply;
+pub(crate) mod rules;
+pub(crate) mod transaction_id;
 
 pub use envelope::{Envelope, RequestValidator};
 pub use error_code::ErrorCode;
 pub use identity::{Identity, registration_processor_id};
-pub use reply::{Reply, ReplyKind};
+pub use reply::Reply;
+pub(crate) use reply::ReplyKind;
 pub use rules::ValidationRules;
 pub use transaction_id::{TransactionId, body_sha256_hex};
 

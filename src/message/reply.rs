@@ -10,15 +10,15 @@ const REPLY_VERSION: &str = "1.0";
 
 /// Which reply it is; also the AMQP `type` property and the `message_id` suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyKind {
+pub(crate) enum ReplyKind {
     Ack,
     Error,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 2] = [ReplyKind::Ack, ReplyKind::Error];
+    pub(crate) const ALL: [ReplyKind; 2] = [ReplyKind::Ack, ReplyKind::Error];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ReplyKind::Ack => "ack",
             ReplyKind::Error => "error",
@@ -29,7 +29,7 @@ impl ReplyKind {
 /// A reply ready to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    pub kind: ReplyKind,
+    pub(crate) kind: ReplyKind,
     pub body: Vec<u8>,
 }
 

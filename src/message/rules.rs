@@ -25,7 +25,7 @@ pub struct ValidationRules {
 #[cfg(test)]
 impl ValidationRules {
     /// The contract's rules, for unit tests across the crate.
-    pub fn contract_defaults() -> ValidationRules {
+    pub(crate) fn contract_defaults() -> ValidationRules {
         ValidationRules {
             prid_format: PridFormat::Mosip,
             prid_rules: PridRules::default(),

@@ -12,7 +12,7 @@ pub struct TransactionId(String);
 
 impl TransactionId {
     /// Validates a publisher-supplied `message_id`.
-    pub fn parse(raw: &str) -> Option<TransactionId> {
+    pub(crate) fn parse(raw: &str) -> Option<TransactionId> {
         let printable = raw.bytes().all(|b| (0x20..=0x7e).contains(&b));
         (!raw.is_empty() && raw.len() <= MAX_LEN && printable)
             .then(|| TransactionId(raw.to_owned()))

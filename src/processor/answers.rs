@@ -52,7 +52,7 @@ impl Processor {
     /// the paths that would otherwise answer with an error (the delivery limit, a spent retry
     /// budget), since no error reply is ever sent for a stored transaction. `None` when it is
     /// not recorded, or recorded for another body.
-    pub async fn answer_if_stored(
+    pub(crate) async fn answer_if_stored(
         &self,
         app_id: &str,
         identity: &Identity,
@@ -91,7 +91,7 @@ impl Processor {
     /// An audit row for this request, on a pooled connection of its own (outside any store
     /// transaction): rejections, duplicates, and outcomes decided outside
     /// [`Processor::process`] (dead-lettering, an unroutable reply).
-    pub async fn record(
+    pub(crate) async fn record(
         &self,
         app_id: &str,
         identity: &Identity,

@@ -22,33 +22,33 @@ use crate::{
 
 /// A request as the processor needs it: raw body plus the properties that matter.
 #[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    pub body: &'a [u8],
-    pub content_type: Option<&'a str>,
+pub(crate) struct Incoming<'a> {
+    pub(crate) body: &'a [u8],
+    pub(crate) content_type: Option<&'a str>,
     /// The registration processor's ID, `unknown` when absent.
-    pub app_id: &'a str,
+    pub(crate) app_id: &'a str,
     /// When `validation.max_request_age` is judged against: the moment of the request's first
     /// attempt, so time spent held in an outage does not age it. `None` for a request that has
     /// been attempted before (a redelivery, a retry tier, a replay): it was judged then, and is
     /// not judged again.
-    pub age_judged_at: Option<DateTime<Utc>>,
+    pub(crate) age_judged_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Stored,
     Duplicate,
     Rejected(ErrorCode),
 }
 
 #[derive(Debug, Clone)]
-pub struct Decision {
-    pub reply: Reply,
-    pub verdict: Verdict,
+pub(crate) struct Decision {
+    pub(crate) reply: Reply,
+    pub(crate) verdict: Verdict,
 }
 
-pub struct Processor {
+pub(crate) struct Processor {
     pool: Pool,
     lookups: Batcher<Lookups>,
     stores: Batcher<Stores>,
@@ -59,7 +59,7 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(
+    pub(crate) fn new(
         pool: Pool,
         validation: &ValidationRules,
         storage: StorageSettings,
@@ -78,7 +78,7 @@ impl Processor {
 
     /// Rules 1 to 4 of the contract. Idempotent: running it again for the same request after
     /// any failure, or after a crash after commit, yields the same reply and writes nothing new.
-    pub async fn process(
+    pub(crate) async fn process(
         &self,
         incoming: &Incoming<'_>,
         identity: &Identity,
@@ -181,7 +181,7 @@ impl Processor {
         }
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 }

@@ -103,7 +103,7 @@ pub async fn write_all(
     Ok(())
 }
 
-/// Like [`write`] with an explicit outcome (a job run's status).
+/// Like [`write()`] with an explicit outcome (a job run's status).
 pub async fn write_with_outcome(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,

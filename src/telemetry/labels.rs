@@ -8,7 +8,7 @@ use crate::message::{ErrorCode, ReplyKind};
 
 /// A label whose values are fixed: every series exists from the start, and nothing outside the
 /// set can become a series (never a transaction ID, a PRID or error text).
-pub trait LabelSet: Copy + 'static {
+pub(crate) trait LabelSet: Copy + 'static {
     /// Every value, in the order their series are created.
     const ALL: &'static [Self];
 
@@ -30,7 +30,7 @@ macro_rules! label_set {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $value:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
+        pub(crate) enum $name {
             $($variant,)+
         }
 

@@ -24,7 +24,7 @@ const BATCH_SIZE_BUCKETS: [f64; 5] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
 
 /// The worker's metrics, cheap to clone (one shared set of families).
 #[derive(Clone)]
-pub struct Metrics(pub(super) Arc<Families>);
+pub(crate) struct Metrics(pub(super) Arc<Families>);
 
 pub(super) struct Families {
     registry: Registry,
@@ -238,7 +238,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let registry = Registry::new_custom(Some("prereg_sync".into()), None)
             .expect("static registry options are valid");
         let r = Registrar(&registry);
@@ -264,7 +264,7 @@ impl Metrics {
     }
 
     /// Every family in the Prometheus text format, for `/metrics`.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut buffer = Vec::new();
         let mut families = self.0.registry.gather();
         families.extend(self.0.process.gather());

@@ -1,10 +1,10 @@
-//! Logs and metrics. Every event the worker counts is one method of [`Metrics`], here; when the
+//! Logs and metrics. Every event the worker counts is one method of `Metrics`, here; when the
 //! event is also logged, that method writes the line too, so the line and the count never
 //! disagree (and the line's target stays `prereg_sync::telemetry`). Log lines that count nothing
 //! (start-up, shutdown, decisions along a delivery's way) are written where they happen.
 //!
 //! Metric names are `prereg_sync_<name>_<unit>`, counters end `_total`, and labels take their
-//! values from the fixed sets of [`labels`]: never a transaction ID, a PRID or error text. The
+//! values from the fixed sets of `labels`: never a transaction ID, a PRID or error text. The
 //! families themselves are registered in `metrics.rs`; the log subscriber is `logging.rs`.
 
 use std::{fmt, time::Duration};
@@ -14,18 +14,18 @@ use prometheus::IntGauge;
 use self::labels::{JobPridResult, JobRunStatus, LabelSet, PoolState, PridResult, RetryKind};
 use crate::message::{ErrorCode, ReplyKind};
 
-pub mod labels;
+pub(crate) mod labels;
 mod logging;
 mod metrics;
 
-pub use labels::MessageOutcome;
+pub(crate) use labels::MessageOutcome;
 pub use logging::init_logging;
-pub use metrics::Metrics;
+pub(crate) use metrics::Metrics;
 
 impl Metrics {
     /// A delivery reached its terminal outcome. `error_code` is an [`ErrorCode::code`]; a value
     /// outside that set is logged but never becomes a series.
-    pub fn message_finished(
+    pub(crate) fn message_finished(
         &self,
         outcome: MessageOutcome,
         transaction_id: &str,
@@ -59,7 +59,13 @@ impl Metrics {
     }
 
     /// PRID counts of one stored request.
-    pub fn prids_stored(&self, new: u64, already_present: u64, malformed: usize, unknown: usize) {
+    pub(crate) fn prids_stored(
+        &self,
+        new: u64,
+        already_present: u64,
+        malformed: usize,
+        unknown: usize,
+    ) {
         let requests = &self.0.requests;
         for (result, count) in [
             (PridResult::Stored, new),
@@ -73,13 +79,13 @@ impl Metrics {
     }
 
     /// A transient failure is retried in process after `delay`.
-    pub fn retrying_immediately(&self, error: &dyn fmt::Display, delay: Duration) {
+    pub(crate) fn retrying_immediately(&self, error: &dyn fmt::Display, delay: Duration) {
         self.0.requests.retries.inc(RetryKind::Immediate);
         tracing::debug!(error = %error, retry_in = ?delay, "transient failure; retrying");
     }
 
     /// A request went to a delayed-retry queue.
-    pub fn retry_scheduled(&self, transaction_id: &str, queue: &str) {
+    pub(crate) fn retry_scheduled(&self, transaction_id: &str, queue: &str) {
         self.0.requests.retries.inc(RetryKind::Delayed);
         tracing::info!(
             transaction_id,
@@ -90,7 +96,7 @@ impl Metrics {
 
     /// A reply was published; `kind` is a [`ReplyKind::as_str`] (any other value is not
     /// counted, so it cannot become a series).
-    pub fn reply_published(&self, kind: &'static str) {
+    pub(crate) fn reply_published(&self, kind: &'static str) {
         if let Some(kind) = ReplyKind::from_label(kind) {
             self.0.requests.replies.inc(kind);
         }
@@ -98,41 +104,41 @@ impl Metrics {
 
     /// Counts one delivery in `prereg_sync_in_flight_messages` until the guard is dropped,
     /// also when its task is aborted (shutdown past the grace period, a lost session).
-    pub fn in_flight(&self) -> InFlight {
+    pub(crate) fn in_flight(&self) -> InFlight {
         let gauge = &self.0.requests.in_flight;
         gauge.inc();
         InFlight(gauge.clone())
     }
 
     /// The audit row of an outcome already decided (and answered) could not be written.
-    pub fn audit_write_failed(&self, event: &'static str, error: &dyn fmt::Display) {
+    pub(crate) fn audit_write_failed(&self, event: &'static str, error: &dyn fmt::Display) {
         self.0.requests.audit_write_failures.inc();
         tracing::error!(event, error = %error, "audit row not written; the outcome stands");
     }
 
     /// A request came back from a DLQ replay (it carries `x-replay-count`).
-    pub fn replayed_received(&self, transaction_id: &str, replays: i64) {
+    pub(crate) fn replayed_received(&self, transaction_id: &str, replays: i64) {
         self.0.requests.replayed.inc();
         tracing::info!(transaction_id, replays, "replayed request received");
     }
 
-    pub fn broker_connected(&self, connected: bool) {
+    pub(crate) fn broker_connected(&self, connected: bool) {
         self.0.broker.connected.set(i64::from(connected));
     }
 
-    pub fn broker_reconnecting(&self, error: &dyn fmt::Display, delay: Duration) {
+    pub(crate) fn broker_reconnecting(&self, error: &dyn fmt::Display, delay: Duration) {
         self.0.broker.reconnects.inc();
         tracing::warn!(error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
     }
 
     /// The worker moves on to the next node of `amqp.url`.
-    pub fn broker_failover(&self) {
+    pub(crate) fn broker_failover(&self) {
         self.0.broker.failovers.inc();
     }
 
     /// Which of the `count` configured nodes is being consumed from (`None`: none). The label
     /// is the node's index, so the series are bounded by the length of `amqp.url`.
-    pub fn broker_node(&self, in_use: Option<usize>, count: usize) {
+    pub(crate) fn broker_node(&self, in_use: Option<usize>, count: usize) {
         for index in 0..count {
             self.0
                 .broker
@@ -142,11 +148,11 @@ impl Metrics {
         }
     }
 
-    pub fn database_up(&self, up: bool) {
+    pub(crate) fn database_up(&self, up: bool) {
         self.0.database.up.set(i64::from(up));
     }
 
-    pub fn pool_status(&self, status: deadpool_postgres::Status) {
+    pub(crate) fn pool_status(&self, status: deadpool_postgres::Status) {
         let database = &self.0.database;
         let busy = status.size.saturating_sub(status.available);
         for (state, connections) in [
@@ -164,7 +170,7 @@ impl Metrics {
 
     /// A consumed-status job run ended with `status`: `prids` counts its PRIDs by result, and
     /// `report` (the run's summary, never a PRID) is logged.
-    pub fn consumed_job_finished(
+    pub(crate) fn consumed_job_finished(
         &self,
         status: JobRunStatus,
         prids: &[(JobPridResult, u64)],
@@ -188,7 +194,7 @@ impl Metrics {
 }
 
 /// See [`Metrics::in_flight`].
-pub struct InFlight(IntGauge);
+pub(crate) struct InFlight(IntGauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -71,7 +71,10 @@ pub(super) async fn finish(
 }
 
 /// The last `limit` runs, newest first.
-pub async fn history(client: &impl GenericClient, limit: i64) -> Result<Vec<RunRow>, StorageError> {
+pub(crate) async fn history(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<RunRow>, StorageError> {
     let rows = client
         .query(
             "SELECT id, started_at, finished_at, status, triggered_by, selected, moved, not_found, failed \
@@ -97,14 +100,14 @@ pub async fn history(client: &impl GenericClient, limit: i64) -> Result<Vec<RunR
 
 /// One recorded run.
 #[derive(Debug, Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub started_at: NaiveDateTime,
-    pub finished_at: Option<NaiveDateTime>,
-    pub status: String,
-    pub triggered_by: String,
-    pub selected: i32,
-    pub moved: i32,
-    pub not_found: i32,
-    pub failed: i32,
+pub(crate) struct RunRow {
+    pub(crate) id: i64,
+    pub(crate) started_at: NaiveDateTime,
+    pub(crate) finished_at: Option<NaiveDateTime>,
+    pub(crate) status: String,
+    pub(crate) triggered_by: String,
+    pub(crate) selected: i32,
+    pub(crate) moved: i32,
+    pub(crate) not_found: i32,
+    pub(crate) failed: i32,
 }

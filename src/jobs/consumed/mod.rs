@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use self::archive::{Pending, archive, claim_chunk, existing_applications, mark_not_found};
-pub use self::history::{RunRow, history};
+pub(crate) use self::history::history;
 use crate::{
     progress::Progress,
     telemetry::{
@@ -34,15 +34,15 @@ const CONSUMED_JOB_LOCK: i64 = 0x7072_6573_796e_6302;
 
 /// What one run did.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct RunReport {
-    pub run_id: i64,
-    pub status: Option<JobRunStatus>,
-    pub selected: u64,
-    pub moved: u64,
-    pub not_found: u64,
-    pub failed: u64,
+pub(crate) struct RunReport {
+    pub(crate) run_id: i64,
+    pub(crate) status: Option<JobRunStatus>,
+    pub(crate) selected: u64,
+    pub(crate) moved: u64,
+    pub(crate) not_found: u64,
+    pub(crate) failed: u64,
     /// Transaction IDs of the PRIDs that failed (never the PRIDs themselves).
-    pub failed_transactions: Vec<String>,
+    pub(crate) failed_transactions: Vec<String>,
 }
 
 impl RunReport {
@@ -77,7 +77,7 @@ impl fmt::Display for RunReport {
 
 /// Who started a run (recorded in the history).
 #[derive(Debug, Clone, Copy)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     Schedule,
     Command,
 }
@@ -91,7 +91,7 @@ impl Trigger {
     }
 }
 
-pub struct ConsumedJob {
+pub(crate) struct ConsumedJob {
     pool: Pool,
     chunk_size: i64,
     app_id: String,
@@ -100,7 +100,12 @@ pub struct ConsumedJob {
 }
 
 impl ConsumedJob {
-    pub fn new(pool: Pool, chunk_size: usize, app_id: String, metrics: Metrics) -> ConsumedJob {
+    pub(crate) fn new(
+        pool: Pool,
+        chunk_size: usize,
+        app_id: String,
+        metrics: Metrics,
+    ) -> ConsumedJob {
         let chunk_size = i64::try_from(chunk_size).unwrap_or(i64::MAX);
         ConsumedJob {
             pool,
@@ -112,14 +117,14 @@ impl ConsumedJob {
     }
 
     /// Shows the PRIDs handled on `progress` (`consumed-job run` on a terminal).
-    pub fn with_progress(mut self, progress: Progress) -> ConsumedJob {
+    pub(crate) fn with_progress(mut self, progress: Progress) -> ConsumedJob {
         self.progress = progress;
         self
     }
 
     /// Runs the job once. `Ok(None)` when another replica holds the job lock. When `stop` is
     /// cancelled the run ends after the chunk in progress and is recorded as FAILED.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         trigger: Trigger,
         stop: &CancellationToken,

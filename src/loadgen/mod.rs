@@ -4,7 +4,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,7 @@ use lapin::{
     options::{
         BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     },
-    types::FieldTable,
+    types::{FieldTable, ShortString},
 };
 
 use crate::{
@@ -27,75 +26,26 @@ use crate::{
     storage,
 };
 
+mod report;
+
+pub(crate) use report::LoadgenReport;
+pub use report::percentile;
+
 /// Confirms are awaited in windows of this many publishes: pipelined, memory bounded.
 const CONFIRM_WINDOW: usize = 500;
 /// Applications are seeded this many rows per statement.
 const SEED_CHUNK: usize = 10_000;
 
 #[derive(Debug, Clone)]
-pub struct LoadgenOptions {
-    pub requests: usize,
-    pub batch: usize,
-    pub seed: bool,
-    pub rate: Option<f64>,
-    pub timeout: Duration,
+pub(crate) struct LoadgenOptions {
+    pub(crate) requests: usize,
+    pub(crate) batch: usize,
+    pub(crate) seed: bool,
+    pub(crate) rate: Option<f64>,
+    pub(crate) timeout: Duration,
     /// Counts replies as they arrive.
-    pub progress: Progress,
+    pub(crate) progress: Progress,
 }
-
-#[derive(Debug)]
-pub struct LoadgenReport {
-    pub requests: usize,
-    pub prids: usize,
-    pub acks: usize,
-    pub errors: usize,
-    /// From the first publish to the last reply.
-    pub elapsed: Duration,
-    pub latency_p50: Duration,
-    pub latency_p99: Duration,
-}
-
-impl LoadgenReport {
-    fn elapsed_secs(&self) -> f64 {
-        self.elapsed.as_secs_f64().max(f64::EPSILON)
-    }
-
-    /// The figures of the text line, for `--json`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let secs = self.elapsed_secs();
-        serde_json::json!({
-            "requests": self.requests,
-            "prids": self.prids,
-            "acks": self.acks,
-            "errors": self.errors,
-            "elapsed_seconds": secs,
-            "messages_per_second": self.requests as f64 / secs,
-            "prids_per_second": self.prids as f64 / secs,
-            "latency_p50_ms": self.latency_p50.as_secs_f64() * 1e3,
-            "latency_p99_ms": self.latency_p99.as_secs_f64() * 1e3,
-        })
-    }
-}
-
-impl fmt::Display for LoadgenReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed_secs();
-        write!(
-            f,
-            "requests={} prids={} acks={} errors={} elapsed={:.2}s messages/s={:.0} prids/s={:.0} latency_p50={:.1}ms latency_p99={:.1}ms",
-            self.requests,
-            self.prids,
-            self.acks,
-            self.errors,
-            secs,
-            self.requests as f64 / secs,
-            self.prids as f64 / secs,
-            self.latency_p50.as_secs_f64() * 1e3,
-            self.latency_p99.as_secs_f64() * 1e3,
-        )
-    }
-}
-
 /// Unique PRIDs valid under the configured rules, `requests × batch` of them.
 pub fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
     let mut rng = rand::rng();
@@ -154,7 +104,10 @@ pub fn request_body(prids: &[String]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Result<LoadgenReport> {
+pub(crate) async fn run(
+    settings: &Settings,
+    options: &LoadgenOptions,
+) -> anyhow::Result<LoadgenReport> {
     anyhow::ensure!(
         options.requests > 0 && options.batch > 0,
         "--requests and --batch must be positive"
@@ -164,6 +117,28 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         seed_applications(settings, &prids).await?;
     }
     let connection = amqp::connect(&settings.amqp).await?;
+    let (channel, reply_to, replies) = open_channel(&connection).await?;
+
+    let started = Instant::now();
+    options.progress.set_total(options.requests as u64);
+    let collector = tokio::spawn(collect_replies(
+        replies,
+        options.requests,
+        options.timeout,
+        options.progress.clone(),
+    ));
+    let sent_at = publish_requests(&channel, settings, options, &prids, &reply_to, started).await?;
+    let received = collector.await.context("reply collector")??;
+    options.progress.finish();
+    let _ = connection.close(200, "loadgen done".into()).await;
+    report::summarize(options, prids.len(), started, &sent_at, &received)
+}
+
+/// A channel with publisher confirms, and the consumer of a private reply queue (its name is
+/// the requests' `reply_to`).
+async fn open_channel(
+    connection: &lapin::Connection,
+) -> anyhow::Result<(lapin::Channel, ShortString, lapin::Consumer)> {
     let channel = connection
         .create_channel()
         .await
@@ -196,15 +171,19 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         )
         .await
         .context("consuming replies")?;
+    Ok((channel, reply_queue.name().clone(), replies))
+}
 
-    let started = Instant::now();
-    options.progress.set_total(options.requests as u64);
-    let collector = tokio::spawn(collect_replies(
-        replies,
-        options.requests,
-        options.timeout,
-        options.progress.clone(),
-    ));
+/// Publishes one request per batch of `prids` (paced by `--rate`, counted from `started`) and
+/// waits for all confirms; returns when each request was sent, by index.
+async fn publish_requests(
+    channel: &lapin::Channel,
+    settings: &Settings,
+    options: &LoadgenOptions,
+    prids: &[String],
+    reply_to: &ShortString,
+    started: Instant,
+) -> anyhow::Result<Vec<Instant>> {
     let mut sent_at = Vec::with_capacity(options.requests);
     let interval = options
         .rate
@@ -217,7 +196,7 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         let properties = BasicProperties::default()
             .with_message_id(uuid::Uuid::new_v4().to_string().into())
             .with_correlation_id(index.to_string().into())
-            .with_reply_to(reply_queue.name().clone())
+            .with_reply_to(reply_to.clone())
             .with_content_type("application/json".into())
             .with_app_id("loadgen".into())
             .with_delivery_mode(2);
@@ -243,41 +222,7 @@ pub async fn run(settings: &Settings, options: &LoadgenOptions) -> anyhow::Resul
         .wait_for_confirms()
         .await
         .context("waiting for confirms")?;
-    let received = collector.await.context("reply collector")??;
-    options.progress.finish();
-    let elapsed = received
-        .values()
-        .map(|(at, _)| *at)
-        .max()
-        .unwrap_or(started)
-        - started;
-    let mut latencies: Vec<Duration> = received
-        .iter()
-        .filter_map(|(index, (at, _))| {
-            sent_at
-                .get(*index)
-                .map(|sent| at.saturating_duration_since(*sent))
-        })
-        .collect();
-    latencies.sort_unstable();
-    let errors = received.values().filter(|(_, ok)| !ok).count();
-    let _ = connection.close(200, "loadgen done".into()).await;
-    anyhow::ensure!(
-        received.len() == options.requests,
-        "only {} of {} replies arrived within {:?}",
-        received.len(),
-        options.requests,
-        options.timeout
-    );
-    Ok(LoadgenReport {
-        requests: options.requests,
-        prids: prids.len(),
-        acks: received.len() - errors,
-        errors,
-        elapsed,
-        latency_p50: percentile(&latencies, 0.50),
-        latency_p99: percentile(&latencies, 0.99),
-    })
+    Ok(sent_at)
 }
 
 /// Reply arrival time and success per request index (the correlation ID).
@@ -314,25 +259,4 @@ async fn collect_replies(
         }
     }
     Ok(received)
-}
-
-pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 0.5), Duration::from_millis(50));
-        assert_eq!(percentile(&values, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
-    }
 }

@@ -1,5 +1,8 @@
 //! AMQP properties and headers of the contract: reply properties, and the properties of a
 //! request republished by the worker (delayed retry, dead-letter copy, replay).
+//!
+//! A little over 300 lines: the header names, the size budget that bounds them and the builders
+//! that apply it belong together; the unit tests are in `tests.rs`.
 
 use chrono::{DateTime, Utc};
 use lapin::{
@@ -10,27 +13,27 @@ use lapin::{
 use crate::message::{ReplyKind, TransactionId, envelope::parse_request_time, format_timestamp};
 
 /// The whole header table the worker sends stays within this, far below `frame_max`.
-pub const HEADER_BUDGET: usize = 16 * 1024;
+pub(crate) const HEADER_BUDGET: usize = 16 * 1024;
 /// Longest failure message kept; longer ones end with [`TRUNCATED`].
 const MAX_MESSAGE: usize = 1024;
 const TRUNCATED: &str = "…[truncated]";
 
-pub const ERROR_CODE: &str = "x-error-code";
-pub const EXCEPTION_MESSAGE: &str = "x-exception-message";
-pub const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
-pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routingKey";
-pub const RETRY_COUNT: &str = "retry-count";
-pub const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
-pub const TRANSACTION_ID: &str = "x-transaction-id";
-pub const REPLAY_COUNT: &str = "x-replay-count";
-pub const DELIVERY_COUNT: &str = "x-delivery-count";
+pub(crate) const ERROR_CODE: &str = "x-error-code";
+pub(crate) const EXCEPTION_MESSAGE: &str = "x-exception-message";
+pub(crate) const ORIGINAL_EXCHANGE: &str = "x-original-exchange";
+pub(crate) const ORIGINAL_ROUTING_KEY: &str = "x-original-routingKey";
+pub(crate) const RETRY_COUNT: &str = "retry-count";
+pub(crate) const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
+pub(crate) const TRANSACTION_ID: &str = "x-transaction-id";
+pub(crate) const REPLAY_COUNT: &str = "x-replay-count";
+pub(crate) const DELIVERY_COUNT: &str = "x-delivery-count";
 /// The request's `expiration`, kept as a header: a copy the worker publishes never expires.
-pub const ORIGINAL_EXPIRATION: &str = "x-original-expiration";
+pub(crate) const ORIGINAL_EXPIRATION: &str = "x-original-expiration";
 /// How many incoming headers did not fit within [`HEADER_BUDGET`] and were left out.
 const DROPPED_HEADERS: &str = "x-dropped-headers";
 /// prereg-sync's own carry-over of the broker's `x-death` counts when `dlq` tools move a
 /// message within the dead-letter queue (the broker-owned header itself is never written).
-pub const DEATH_COUNT: &str = "x-death-count";
+pub(crate) const DEATH_COUNT: &str = "x-death-count";
 
 /// Headers the broker owns: read, never written, dropped on every republish.
 fn is_broker_owned(key: &str) -> bool {
@@ -41,7 +44,7 @@ fn is_broker_owned(key: &str) -> bool {
 }
 
 /// Headers describing a failure, removed by a replay.
-pub const FAILURE_HEADERS: [&str; 6] = [
+pub(crate) const FAILURE_HEADERS: [&str; 6] = [
     ERROR_CODE,
     EXCEPTION_MESSAGE,
     ORIGINAL_EXCHANGE,
@@ -73,13 +76,13 @@ pub fn string<'a>(headers: Option<&'a FieldTable>, key: &str) -> Option<&'a str>
     }
 }
 
-pub fn long_string(value: &str) -> AMQPValue {
+pub(crate) fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
 
 /// Properties of a reply: `correlation_id` echoed (else the transaction ID), a deterministic
 /// `message_id` so consumers can de-duplicate, persistent, typed, and the transaction header.
-pub fn reply_properties(
+pub(crate) fn reply_properties(
     transaction_id: &TransactionId,
     correlation_id: Option<&ShortString>,
     kind: ReplyKind,
@@ -100,21 +103,24 @@ pub fn reply_properties(
 
 /// Why a request is being republished (delayed retry or dead-letter copy).
 #[derive(Debug)]
-pub struct Failure<'a> {
-    pub error_code: &'a str,
-    pub message: &'a str,
-    pub original_exchange: &'a str,
-    pub original_routing_key: &'a str,
-    pub retry_count: i64,
-    pub transaction_id: &'a str,
-    pub now: DateTime<Utc>,
+pub(crate) struct Failure<'a> {
+    pub(crate) error_code: &'a str,
+    pub(crate) message: &'a str,
+    pub(crate) original_exchange: &'a str,
+    pub(crate) original_routing_key: &'a str,
+    pub(crate) retry_count: i64,
+    pub(crate) transaction_id: &'a str,
+    pub(crate) now: DateTime<Utc>,
 }
 
 /// The request's own properties and headers, broker-owned headers dropped, the failure headers
 /// set (`x-first-failure-time` kept from an earlier failure when it is a contract timestamp),
 /// and the whole table within [`HEADER_BUDGET`]: publisher headers that do not fit are dropped
 /// and counted in `x-dropped-headers`.
-pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> BasicProperties {
+pub(crate) fn failure_properties(
+    original: &BasicProperties,
+    failure: &Failure<'_>,
+) -> BasicProperties {
     let old = original.headers().as_ref();
     // Copied from the incoming message, so it is only kept when it has the contract's shape: a
     // hostile 100 KiB value must not ride along on every copy.
@@ -147,7 +153,7 @@ pub fn failure_properties(original: &BasicProperties, failure: &Failure<'_>) -> 
 
 /// The request's properties for a replay: failure and broker headers removed, the replay
 /// counter incremented.
-pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
+pub(crate) fn replay_properties(original: &BasicProperties) -> BasicProperties {
     let old = original.headers().as_ref();
     let replays = integer(old, REPLAY_COUNT).unwrap_or(0) + 1;
     let mut ours = FieldTable::default();
@@ -162,7 +168,7 @@ pub fn replay_properties(original: &BasicProperties) -> BasicProperties {
 
 /// The properties unchanged but for the broker-owned headers, whose death count is carried
 /// over in [`DEATH_COUNT`]: for moving a message within the dead-letter queue.
-pub fn without_broker_headers(original: &BasicProperties) -> BasicProperties {
+pub(crate) fn without_broker_headers(original: &BasicProperties) -> BasicProperties {
     let old = original.headers().as_ref();
     let mut ours = FieldTable::default();
     let deaths = integer(old, DEATH_COUNT).unwrap_or(0) + x_death_total(old);
@@ -220,7 +226,7 @@ fn republished(
 }
 
 /// Sum of the `count` fields of the broker's `x-death` entries.
-pub fn x_death_total(headers: Option<&FieldTable>) -> i64 {
+pub(crate) fn x_death_total(headers: Option<&FieldTable>) -> i64 {
     let Some(AMQPValue::FieldArray(deaths)) = headers.and_then(|h| h.inner().get("x-death")) else {
         return 0;
     };
@@ -236,7 +242,7 @@ pub fn x_death_total(headers: Option<&FieldTable>) -> i64 {
 
 /// The reason of the newest `x-death` entry (`rejected`, `expired`, `maxlen`,
 /// `delivery_limit`): why the broker dead-lettered a message the worker did not.
-pub fn x_death_reason(headers: Option<&FieldTable>) -> Option<&str> {
+pub(crate) fn x_death_reason(headers: Option<&FieldTable>) -> Option<&str> {
     let Some(AMQPValue::FieldArray(deaths)) = headers.and_then(|h| h.inner().get("x-death")) else {
         return None;
     };
@@ -319,199 +325,4 @@ fn value_size(value: &AMQPValue, depth: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure(message: &str) -> Failure<'_> {
-        Failure {
-            error_code: "PRG_PAM_CORE_001",
-            message,
-            original_exchange: "prereg.reverse-sync",
-            original_routing_key: "consumed-prereg-ids",
-            retry_count: 2,
-            transaction_id: "tx-1",
-            now: "2026-11-22T07:05:09.002Z".parse().unwrap(),
-        }
-    }
-
-    fn with_headers(entries: &[(&str, AMQPValue)]) -> BasicProperties {
-        let mut table = FieldTable::default();
-        for (k, v) in entries {
-            table.insert((*k).into(), v.clone());
-        }
-        BasicProperties::default()
-            .with_headers(table)
-            .with_message_id("tx-1".into())
-    }
-
-    #[test]
-    fn failure_headers_are_set_and_broker_headers_dropped() {
-        let original = with_headers(&[
-            ("x-death", AMQPValue::LongString("d".into())),
-            ("x-first-death-queue", long_string("q")),
-            ("x-delivery-count", AMQPValue::LongLongInt(3)),
-            ("custom", long_string("kept")),
-        ]);
-        let props = failure_properties(&original, &failure("boom"));
-        let headers = props.headers().as_ref();
-        assert_eq!(string(headers, ERROR_CODE), Some("PRG_PAM_CORE_001"));
-        assert_eq!(integer(headers, RETRY_COUNT), Some(2));
-        assert_eq!(
-            string(headers, FIRST_FAILURE_TIME),
-            Some("2026-11-22T07:05:09.002Z")
-        );
-        assert_eq!(string(headers, "custom"), Some("kept"));
-        assert!(!headers.unwrap().contains_key("x-death"));
-        assert!(!headers.unwrap().contains_key("x-first-death-queue"));
-        assert!(!headers.unwrap().contains_key("x-delivery-count"));
-        assert_eq!(
-            props.message_id().as_ref().map(|m| m.as_str()),
-            Some("tx-1")
-        );
-    }
-
-    #[test]
-    fn first_failure_time_survives_later_failures() {
-        let original =
-            with_headers(&[(FIRST_FAILURE_TIME, long_string("2020-01-01T00:00:00.000Z"))]);
-        let props = failure_properties(&original, &failure("again"));
-        assert_eq!(
-            string(props.headers().as_ref(), FIRST_FAILURE_TIME),
-            Some("2020-01-01T00:00:00.000Z")
-        );
-    }
-
-    #[test]
-    fn header_table_stays_within_budget() {
-        let big = "x".repeat(6000);
-        let original = with_headers(&[
-            ("a", long_string(&big)),
-            ("b", long_string(&big)),
-            ("c", long_string(&big)),
-        ]);
-        let props = failure_properties(&original, &failure(&"m".repeat(50_000)));
-        let headers = props.headers().as_ref().unwrap();
-        assert!(table_size(headers) <= HEADER_BUDGET);
-        assert_eq!(integer(Some(headers), "x-dropped-headers"), Some(1));
-        assert!(
-            string(Some(headers), EXCEPTION_MESSAGE)
-                .unwrap()
-                .ends_with(TRUNCATED)
-        );
-    }
-
-    #[test]
-    fn every_copy_is_persistent_and_never_expires() {
-        let original = with_headers(&[("custom", long_string("kept"))])
-            .with_delivery_mode(1)
-            .with_expiration("60000".into())
-            .with_app_id("rp-1".into())
-            .with_priority(3);
-        let copies = [
-            failure_properties(&original, &failure("boom")),
-            replay_properties(&original),
-            without_broker_headers(&original),
-        ];
-        for copy in copies {
-            assert_eq!(copy.delivery_mode(), &Some(2));
-            assert_eq!(copy.expiration(), &None);
-            let headers = copy.headers().as_ref();
-            assert_eq!(string(headers, ORIGINAL_EXPIRATION), Some("60000"));
-            assert_eq!(string(headers, "custom"), Some("kept"));
-            assert_eq!(copy.app_id().as_ref().unwrap().as_str(), "rp-1");
-            assert_eq!(copy.priority(), &Some(3));
-            assert_eq!(copy.message_id().as_ref().unwrap().as_str(), "tx-1");
-        }
-    }
-
-    #[test]
-    fn a_first_failure_time_not_in_the_contract_format_is_replaced() {
-        let hostile = "9".repeat(100 * 1024);
-        let original = with_headers(&[(FIRST_FAILURE_TIME, long_string(&hostile))]);
-        let props = failure_properties(&original, &failure("boom"));
-        let headers = props.headers().as_ref().unwrap();
-        assert_eq!(
-            string(Some(headers), FIRST_FAILURE_TIME),
-            Some("2026-11-22T07:05:09.002Z")
-        );
-        assert!(table_size(headers) <= HEADER_BUDGET);
-    }
-
-    #[test]
-    fn deeply_nested_and_numerous_headers_stay_within_budget() {
-        let mut deep = AMQPValue::LongString("leaf".into());
-        for level in 0..500 {
-            deep = if level % 2 == 0 {
-                AMQPValue::FieldArray(vec![deep].into())
-            } else {
-                let mut table = FieldTable::default();
-                table.insert("n".into(), deep);
-                AMQPValue::FieldTable(table)
-            };
-        }
-        let mut entries: Vec<(String, AMQPValue)> = (0..5_000)
-            .map(|i| (format!("h{i}"), AMQPValue::LongLongInt(i)))
-            .collect();
-        entries.push(("deep".into(), deep));
-        let refs: Vec<(&str, AMQPValue)> = entries
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let props = failure_properties(&with_headers(&refs), &failure("boom"));
-        let headers = props.headers().as_ref().unwrap();
-        assert!(table_size(headers) <= HEADER_BUDGET);
-        assert!(!headers.contains_key("deep"));
-        assert!(integer(Some(headers), DROPPED_HEADERS).unwrap() > 0);
-    }
-
-    #[test]
-    fn replay_strips_failure_headers_and_counts() {
-        let failed = failure_properties(&with_headers(&[]), &failure("boom"));
-        let replayed = replay_properties(&replay_properties(&failed));
-        let headers = replayed.headers().as_ref();
-        assert_eq!(integer(headers, REPLAY_COUNT), Some(2));
-        for key in FAILURE_HEADERS {
-            assert!(!headers.unwrap().contains_key(key), "{key}");
-        }
-        assert_eq!(string(headers, TRANSACTION_ID), Some("tx-1"));
-    }
-
-    #[test]
-    fn moving_within_the_dlq_carries_the_death_count_not_x_death() {
-        let mut death = FieldTable::default();
-        death.insert("count".into(), AMQPValue::LongLongInt(3));
-        death.insert("reason".into(), long_string("delivery_limit"));
-        let deaths = AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into());
-        let original = with_headers(&[("x-death", deaths), ("custom", long_string("kept"))]);
-        assert_eq!(
-            x_death_reason(original.headers().as_ref()),
-            Some("delivery_limit")
-        );
-        let moved = without_broker_headers(&original);
-        let headers = moved.headers().as_ref();
-        assert!(!headers.unwrap().contains_key("x-death"));
-        assert_eq!(integer(headers, DEATH_COUNT), Some(3));
-        assert_eq!(
-            integer(
-                without_broker_headers(&moved).headers().as_ref(),
-                DEATH_COUNT
-            ),
-            Some(3)
-        );
-        assert_eq!(string(headers, "custom"), Some("kept"));
-    }
-
-    #[test]
-    fn reply_properties_follow_the_contract() {
-        let tx = TransactionId::parse("tx-9").unwrap();
-        let props = reply_properties(&tx, None, ReplyKind::Error);
-        assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), "tx-9");
-        assert_eq!(props.message_id().as_ref().unwrap().as_str(), "tx-9.error");
-        assert_eq!(props.kind().as_ref().unwrap().as_str(), "error");
-        assert_eq!(props.delivery_mode(), &Some(2));
-        assert_eq!(
-            string(props.headers().as_ref(), TRANSACTION_ID),
-            Some("tx-9")
-        );
-    }
-}
+mod tests;
