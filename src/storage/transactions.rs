@@ -1,18 +1,18 @@
 //! The hot path's statements: transaction lookup, the known-application check, and the one
 //! database transaction that stores requests (its rows are written by `rows`). One bulk
-//! statement per table however many requests and PRIDs: they travel as array parameters, so a
-//! transaction costs the same four round trips for one PRID or thousands.
+//! statement per table however many requests and PRIDs, so a transaction costs the same few
+//! round trips for one PRID or thousands.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Client, GenericClient, Pool};
-use tokio_postgres::types::Type;
+use tokio_postgres::{error::SqlState, types::Type};
 
 use super::{
     StorageError,
     batching::{Answer, BatchHandler},
-    rows,
+    rows::{self, Method},
 };
 use crate::retry::FailureClass;
 
@@ -184,24 +184,27 @@ impl BatchHandler for Stores {
 /// duplicate, never a unique violation; sorted, two writers lock rows in the same order and
 /// cannot deadlock. A transaction ID already recorded, or repeated within `news`, writes
 /// nothing and is answered with the recorded transaction.
+///
+/// The PRID rows go by `COPY`, which cannot skip a row already stored: a batch with such a PRID
+/// is rolled back and written again with `INSERT … ON CONFLICT DO NOTHING` (see `rows`). Both
+/// commit the same rows and give the same answers.
 async fn store_all(
     client: &mut Client,
     news: &[NewTransaction],
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
-    let tx = client.transaction().await?;
-    let mut seen = HashSet::with_capacity(news.len());
-    let mut firsts: Vec<&NewTransaction> = news
-        .iter()
-        .filter(|new| seen.insert(new.transaction_id.as_str()))
-        .collect();
-    firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
-    let inserted = rows::insert_transactions(&tx, &firsts).await?;
-    let stored: Vec<&NewTransaction> = firsts
-        .into_iter()
-        .filter(|new| inserted.contains(new.transaction_id.as_str()))
-        .collect();
-    let newly_processed = rows::insert(&tx, &stored).await?;
-    tx.commit().await?;
+    // COPY first; a PRID row already there ends that attempt with a unique violation (nothing
+    // else in it can raise one), and the batch is written again by the statements that skip
+    // such rows.
+    let (inserted, newly_processed) = match commit(client, news, Method::Copy).await {
+        Err(StorageError::Db(err)) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tracing::debug!(
+                size = news.len(),
+                "a PRID of the batch is stored already (or by another replica now); writing the batch again without COPY"
+            );
+            commit(client, news, Method::Insert).await?
+        }
+        committed => committed?,
+    };
     // Requests that wrote nothing: answered with the row that was there first.
     let mut answered = HashSet::with_capacity(news.len());
     let first_answers: Vec<bool> = news
@@ -247,4 +250,28 @@ async fn store_all(
             }
         })
         .collect())
+}
+
+/// One attempt at the transaction of [`store_all`]: the IDs whose transaction rows it inserted
+/// and, per ID, how many of its PRIDs were new. Rolled back when it fails.
+async fn commit(
+    client: &mut Client,
+    news: &[NewTransaction],
+    method: Method,
+) -> Result<(HashSet<String>, HashMap<String, u64>), StorageError> {
+    let tx = client.transaction().await?;
+    let mut seen = HashSet::with_capacity(news.len());
+    let mut firsts: Vec<&NewTransaction> = news
+        .iter()
+        .filter(|new| seen.insert(new.transaction_id.as_str()))
+        .collect();
+    firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    let inserted = rows::insert_transactions(&tx, &firsts).await?;
+    let stored: Vec<&NewTransaction> = firsts
+        .into_iter()
+        .filter(|new| inserted.contains(new.transaction_id.as_str()))
+        .collect();
+    let newly_processed = rows::write(&tx, &stored, method).await?;
+    tx.commit().await?;
+    Ok((inserted, newly_processed))
 }
