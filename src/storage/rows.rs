@@ -12,20 +12,22 @@
 //! another replica at the same moment, fails the COPY with a unique violation; the caller then
 //! rolls back and writes the batch again with `Insert`, which keeps the rows already there.
 
+mod binary_copy;
+
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use deadpool_postgres::{GenericClient, Transaction};
-use futures_util::pin_mut;
-use tokio_postgres::{
-    binary_copy::BinaryCopyInWriter,
-    types::{ToSql, Type},
-};
+use tokio_postgres::types::ToSql;
 
 use super::{
     StorageError,
     audit::{self, AuditEvent, AuditRecord},
     transactions::NewTransaction,
+};
+use binary_copy::{
+    CopyData,
+    Field::{Text, Timestamp},
 };
 
 /// `status_code` of a stored PRID.
@@ -205,58 +207,35 @@ async fn copy(
         audit::write_all(tx, records),
     )?;
     // The same table order as `insert`: an older worker next to this one locks in that order.
-    let receipts = BinaryCopyInWriter::new(
-        tx.copy_in(&interface).await?,
-        &[
-            Type::VARCHAR,
-            Type::TIMESTAMP,
-            Type::VARCHAR,
-            Type::VARCHAR,
-            Type::TIMESTAMP,
-        ],
-    );
-    pin_mut!(receipts);
+    let mut receipts = CopyData::new();
     for group in rows.chunk_by(|a, b| a.0 == b.0 && a.1.request_time == b.1.request_time) {
         let (prid, new) = group[0];
-        receipts
-            .as_mut()
-            .write(&[&prid, &new.request_time, &lang, &by, &new.received_at])
-            .await?;
+        receipts.row(&[
+            Text(prid),
+            Timestamp(new.request_time),
+            Text(lang),
+            Text(by),
+            Timestamp(new.received_at),
+        ]);
     }
-    receipts.finish().await?;
-    let firsts = BinaryCopyInWriter::new(
-        tx.copy_in(&processed).await?,
-        &[
-            Type::VARCHAR,
-            Type::TIMESTAMP,
-            Type::VARCHAR,
-            Type::VARCHAR,
-            Type::VARCHAR,
-            Type::VARCHAR,
-            Type::VARCHAR,
-            Type::TIMESTAMP,
-        ],
-    );
-    pin_mut!(firsts);
+    receipts.send(tx, &interface).await?;
+    let mut firsts = CopyData::new();
     let mut newly: HashMap<String, u64> = HashMap::new();
     for group in rows.chunk_by(|a, b| a.0 == b.0) {
         let (prid, new) = group[0];
-        firsts
-            .as_mut()
-            .write(&[
-                &prid,
-                &new.request_time,
-                &STATUS_CODE,
-                &PENDING,
-                &new.transaction_id,
-                &lang,
-                &by,
-                &new.received_at,
-            ])
-            .await?;
+        firsts.row(&[
+            Text(prid),
+            Timestamp(new.request_time),
+            Text(STATUS_CODE),
+            Text(PENDING),
+            Text(&new.transaction_id),
+            Text(lang),
+            Text(by),
+            Timestamp(new.received_at),
+        ]);
         *newly.entry(new.transaction_id.clone()).or_default() += 1;
     }
-    firsts.finish().await?;
+    firsts.send(tx, &processed).await?;
     Ok(newly)
 }
 
