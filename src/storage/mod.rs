@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod batching;
 pub mod migrate;
+mod rows;
 pub mod suspects;
 pub mod transactions;
 

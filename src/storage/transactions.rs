@@ -1,18 +1,18 @@
 //! The hot path's statements: transaction lookup, the known-application check, and the one
-//! database transaction that stores requests (transaction records, both PRID tables, audit).
-//! One bulk statement per table however many requests and PRIDs: they travel as array
-//! parameters, so a transaction costs the same four round trips for one PRID or thousands.
+//! database transaction that stores requests (its rows are written by `rows`). One bulk
+//! statement per table however many requests and PRIDs, so a transaction costs the same few
+//! round trips for one PRID or thousands.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
-use deadpool_postgres::{Client, GenericClient, Pool, Transaction};
-use tokio_postgres::types::{ToSql, Type};
+use deadpool_postgres::{Client, GenericClient, Pool};
+use tokio_postgres::{error::SqlState, types::Type};
 
 use super::{
     StorageError,
-    audit::{self, AuditEvent, AuditRecord},
     batching::{Answer, BatchHandler},
+    rows::{self, Method},
 };
 use crate::retry::FailureClass;
 
@@ -184,24 +184,27 @@ impl BatchHandler for Stores {
 /// duplicate, never a unique violation; sorted, two writers lock rows in the same order and
 /// cannot deadlock. A transaction ID already recorded, or repeated within `news`, writes
 /// nothing and is answered with the recorded transaction.
+///
+/// The PRID rows go by `COPY`, which cannot skip a row already stored: a batch with such a PRID
+/// is rolled back and written again with `INSERT … ON CONFLICT DO NOTHING` (see `rows`). Both
+/// commit the same rows and give the same answers.
 async fn store_all(
     client: &mut Client,
     news: &[NewTransaction],
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
-    let tx = client.transaction().await?;
-    let mut seen = HashSet::with_capacity(news.len());
-    let mut firsts: Vec<&NewTransaction> = news
-        .iter()
-        .filter(|new| seen.insert(new.transaction_id.as_str()))
-        .collect();
-    firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
-    let inserted = insert_transactions(&tx, &firsts).await?;
-    let stored: Vec<&NewTransaction> = firsts
-        .into_iter()
-        .filter(|new| inserted.contains(new.transaction_id.as_str()))
-        .collect();
-    let newly_processed = insert_rows(&tx, &stored).await?;
-    tx.commit().await?;
+    // COPY first; a PRID row already there ends that attempt with a unique violation (nothing
+    // else in it can raise one), and the batch is written again by the statements that skip
+    // such rows.
+    let (inserted, newly_processed) = match commit(client, news, Method::Copy).await {
+        Err(StorageError::Db(err)) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tracing::debug!(
+                size = news.len(),
+                "a PRID of the batch is stored already (or by another replica now); writing the batch again without COPY"
+            );
+            commit(client, news, Method::Insert).await?
+        }
+        committed => committed?,
+    };
     // Requests that wrote nothing: answered with the row that was there first.
     let mut answered = HashSet::with_capacity(news.len());
     let first_answers: Vec<bool> = news
@@ -249,110 +252,26 @@ async fn store_all(
         .collect())
 }
 
-/// Inserts the transaction rows; returns the IDs actually inserted (not recorded before).
-async fn insert_transactions(
-    tx: &Transaction<'_>,
-    news: &[&NewTransaction],
-) -> Result<HashSet<String>, StorageError> {
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO prereg.sync_transaction \
-             (transaction_id, app_id, body_sha256, received_at, request_time, stored_count, reply_body) \
-             SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamp[], \
-             $5::timestamp[], $6::int[], $7::bytea[]) \
-             ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
-        )
-        .await?;
-    let ids: Vec<&str> = news.iter().map(|n| n.transaction_id.as_str()).collect();
-    let apps: Vec<&str> = news.iter().map(|n| n.app_id.as_str()).collect();
-    let hashes: Vec<&str> = news.iter().map(|n| n.body_sha256.as_str()).collect();
-    let received: Vec<NaiveDateTime> = news.iter().map(|n| n.received_at).collect();
-    let requested: Vec<NaiveDateTime> = news.iter().map(|n| n.request_time).collect();
-    let counts: Vec<i32> = news
+/// One attempt at the transaction of [`store_all`]: the IDs whose transaction rows it inserted
+/// and, per ID, how many of its PRIDs were new. Rolled back when it fails.
+async fn commit(
+    client: &mut Client,
+    news: &[NewTransaction],
+    method: Method,
+) -> Result<(HashSet<String>, HashMap<String, u64>), StorageError> {
+    let tx = client.transaction().await?;
+    let mut seen = HashSet::with_capacity(news.len());
+    let mut firsts: Vec<&NewTransaction> = news
         .iter()
-        .map(|n| i32::try_from(n.prids.len()).unwrap_or(i32::MAX))
+        .filter(|new| seen.insert(new.transaction_id.as_str()))
         .collect();
-    let replies: Vec<&[u8]> = news.iter().map(|n| n.reply_body.as_slice()).collect();
-    let params: [&(dyn ToSql + Sync); 7] = [
-        &ids, &apps, &hashes, &received, &requested, &counts, &replies,
-    ];
-    let rows = tx.query(&statement, &params).await?;
-    Ok(rows.into_iter().map(|row| row.get(0)).collect())
-}
-
-/// Inserts the PRID rows and the audit rows of the stored transactions, pipelined; returns per
-/// transaction ID how many of its PRIDs were new in `processed_prereg_list`.
-async fn insert_rows(
-    tx: &Transaction<'_>,
-    stored: &[&NewTransaction],
-) -> Result<HashMap<String, u64>, StorageError> {
-    let Some(first) = stored.first() else {
-        return Ok(HashMap::new());
-    };
-    // One row per PRID, sorted so concurrent writers take row locks in the same order. A PRID
-    // in several of these requests: the earliest request time comes first and is kept
-    // (`first_received_dtimes` is when the PRID was first reported).
-    let mut rows: Vec<(&str, &NewTransaction)> = stored
-        .iter()
-        .flat_map(|new| new.prids.iter().map(move |prid| (prid.as_str(), *new)))
+    firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    let inserted = rows::insert_transactions(&tx, &firsts).await?;
+    let stored: Vec<&NewTransaction> = firsts
+        .into_iter()
+        .filter(|new| inserted.contains(new.transaction_id.as_str()))
         .collect();
-    rows.sort_unstable_by(|a, b| {
-        (a.0, a.1.request_time, &a.1.transaction_id).cmp(&(
-            b.0,
-            b.1.request_time,
-            &b.1.transaction_id,
-        ))
-    });
-    let prids: Vec<&str> = rows.iter().map(|(prid, _)| *prid).collect();
-    let request_times: Vec<NaiveDateTime> = rows.iter().map(|(_, new)| new.request_time).collect();
-    let received: Vec<NaiveDateTime> = rows.iter().map(|(_, new)| new.received_at).collect();
-    let owners: Vec<&str> = rows
-        .iter()
-        .map(|(_, new)| new.transaction_id.as_str())
-        .collect();
-    // Every request of a worker carries the same configured values.
-    let (lang, by) = (first.lang_code.as_str(), first.created_by.as_str());
-    let (interface, processed) = tokio::try_join!(
-        tx.prepare_cached(
-            "INSERT INTO prereg.intf_processed_prereg_list (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) \
-             SELECT id, rt, $3, $4, ca FROM unnest($1::varchar[], $2::timestamp[], $5::timestamp[]) AS t(id, rt, ca) \
-             ON CONFLICT DO NOTHING",
-        ),
-        tx.prepare_cached(
-            "INSERT INTO prereg.processed_prereg_list \
-             (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) \
-             SELECT id, rt, 'Consumed', 'Processed by registration processor', trn, $4, $5, ca \
-             FROM unnest($1::varchar[], $2::timestamp[], $3::varchar[], $6::timestamp[]) AS t(id, rt, trn, ca) \
-             ON CONFLICT (prereg_id) DO NOTHING RETURNING prereg_trn_id",
-        ),
-    )?;
-    let records: Vec<AuditRecord> = stored
-        .iter()
-        .map(|new| AuditRecord {
-            at: new.received_at,
-            app_id: &new.app_id,
-            transaction_id: Some(&new.transaction_id),
-            event: AuditEvent::Stored,
-            error_code: None,
-        })
-        .collect();
-    let interface_rows = async {
-        let params: [&(dyn ToSql + Sync); 5] = [&prids, &request_times, &lang, &by, &received];
-        Ok::<_, StorageError>(tx.execute(&interface, &params).await?)
-    };
-    let processed_rows = async {
-        let params: [&(dyn ToSql + Sync); 6] =
-            [&prids, &request_times, &owners, &lang, &by, &received];
-        Ok(tx.query(&processed, &params).await?)
-    };
-    let (_, new_rows, ()) = tokio::try_join!(
-        interface_rows,
-        processed_rows,
-        audit::write_all(tx, &records)
-    )?;
-    let mut newly: HashMap<String, u64> = HashMap::new();
-    for row in new_rows {
-        *newly.entry(row.get::<_, String>(0)).or_default() += 1;
-    }
-    Ok(newly)
+    let newly_processed = rows::write(&tx, &stored, method).await?;
+    tx.commit().await?;
+    Ok((inserted, newly_processed))
 }
