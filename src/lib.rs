@@ -21,7 +21,7 @@
 //!   check, store), independent of AMQP.
 //! - [`storage`]: pool, migrations, the hot-path statements and their batching (group commit),
 //!   the audit trail.
-//! - [`retry`]: failure classes and the retry budget.
+//! - `retry`: failure classes and the retry budget.
 //! - `health`, `http`, [`telemetry`]: readiness, `/metrics` `/healthz` `/readyz`, logs and
 //!   metrics.
 //! - `dlq`: the dead-letter tools (list, show, replay, delete, export), loss-free by design.
@@ -46,7 +46,7 @@ pub mod loadgen;
 pub mod message;
 pub(crate) mod processor;
 pub(crate) mod progress;
-pub mod retry;
+pub(crate) mod retry;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use super::StorageError;
 
 /// Audit events of the contract's outcome table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditEvent {
+pub(crate) enum AuditEvent {
     Stored,
     Duplicate,
     Rejected,
@@ -28,7 +28,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuditEvent::Stored => "STORED",
             AuditEvent::Duplicate => "DUPLICATE",
@@ -62,17 +62,17 @@ impl AuditEvent {
 
 /// One audit row.
 #[derive(Debug, Clone, Copy)]
-pub struct AuditRecord<'a> {
-    pub at: NaiveDateTime,
-    pub app_id: &'a str,
+pub(crate) struct AuditRecord<'a> {
+    pub(crate) at: NaiveDateTime,
+    pub(crate) app_id: &'a str,
     /// `None` for events about a run rather than one transaction (a DLQ replay run).
-    pub transaction_id: Option<&'a str>,
-    pub event: AuditEvent,
-    pub error_code: Option<&'static str>,
+    pub(crate) transaction_id: Option<&'a str>,
+    pub(crate) event: AuditEvent,
+    pub(crate) error_code: Option<&'static str>,
 }
 
 /// Writes the row on `client`, which may be a transaction so the row commits with the data.
-pub async fn write(
+pub(crate) async fn write(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
 ) -> Result<(), StorageError> {
@@ -80,7 +80,7 @@ pub async fn write(
 }
 
 /// Writes many rows with one statement (the stores of one group commit).
-pub async fn write_all(
+pub(crate) async fn write_all(
     client: &impl GenericClient,
     records: &[AuditRecord<'_>],
 ) -> Result<(), StorageError> {
@@ -104,7 +104,7 @@ pub async fn write_all(
 }
 
 /// Like [`write()`] with an explicit outcome (a job run's status).
-pub async fn write_with_outcome(
+pub(crate) async fn write_with_outcome(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
     outcome: &str,

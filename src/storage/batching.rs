@@ -29,12 +29,12 @@ use super::StorageError;
 use crate::retry::FailureClass;
 
 /// Requests handled together at most (bounded by the deliveries in flight anyway).
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// What a batch does: one answer per input, in order, or one error for the whole batch. An
 /// answer may itself be an error when the batch as a whole succeeded but one input's outcome is
 /// not known (its row vanished after the commit, say).
-pub trait BatchHandler: Send + Sync + 'static {
+pub(crate) trait BatchHandler: Send + Sync + 'static {
     type Input: Send + Sync + 'static;
     type Output: Send + 'static;
 
@@ -45,7 +45,7 @@ pub trait BatchHandler: Send + Sync + 'static {
 }
 
 /// One input's answer.
-pub type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
+pub(crate) type Answer<H> = Result<<H as BatchHandler>::Output, StorageError>;
 
 /// An input waiting for its batch, with where its answer goes.
 struct Pending<H: BatchHandler> {
@@ -54,20 +54,20 @@ struct Pending<H: BatchHandler> {
 }
 
 /// The handle deliveries use.
-pub struct Batcher<H: BatchHandler> {
+pub(crate) struct Batcher<H: BatchHandler> {
     queue: mpsc::Sender<Pending<H>>,
 }
 
 impl<H: BatchHandler> Batcher<H> {
     /// Starts the batching task; it ends when the handle is dropped.
-    pub fn start(handler: H) -> Batcher<H> {
+    pub(crate) fn start(handler: H) -> Batcher<H> {
         let (queue, receiver) = mpsc::channel(MAX_BATCH);
         tokio::spawn(run(handler, receiver));
         Batcher { queue }
     }
 
     /// Queues `input` for the next batch and returns its answer once that batch is done.
-    pub async fn submit(&self, input: H::Input) -> Answer<H> {
+    pub(crate) async fn submit(&self, input: H::Input) -> Answer<H> {
         let (respond, answer) = oneshot::channel();
         let gone = || StorageError::Unavailable("the batching task stopped".into());
         self.queue

@@ -38,7 +38,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const MIGRATION_LOCK: i64 = 0x7072_6573_796e_6301;
 
 /// Creates the configured database when it does not exist and the role may create it.
-pub async fn create_database_if_missing(database: &Database) -> anyhow::Result<()> {
+pub(crate) async fn create_database_if_missing(database: &Database) -> anyhow::Result<()> {
     let name = database.name().to_owned();
     let (client, driver) = database
         .connect(Some("postgres"))
@@ -79,7 +79,7 @@ pub async fn create_database_if_missing(database: &Database) -> anyhow::Result<(
 }
 
 /// Applies every migration not yet recorded; returns how many ran.
-pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
+pub(crate) async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
     let tx = client
         .transaction()
         .await
@@ -121,7 +121,7 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<usize> {
 
 /// True when preparing failed only because the server could not be reached (not up yet,
 /// starting, restarting): worth waiting for, unlike a refused privilege or a broken migration.
-pub fn is_unreachable(err: &anyhow::Error) -> bool {
+pub(crate) fn is_unreachable(err: &anyhow::Error) -> bool {
     // A TLS failure (an untrusted certificate) will not heal by waiting.
     let tls_refused = err.chain().any(|cause| {
         cause

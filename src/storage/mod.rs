@@ -1,15 +1,15 @@
 //! PostgreSQL: the connection pool, migrations, and the statements of the hot path.
 //!
 //! Errors from this layer never print a server message's DETAIL: PostgreSQL puts offending
-//! values there (a PRID in a key violation), and logs must not carry PRIDs. [`StorageError`]
+//! values there (a PRID in a key violation), and logs must not carry PRIDs. `StorageError`
 //! shows the SQLSTATE and a fixed description only.
 
-pub mod audit;
-pub mod batching;
+pub(crate) mod audit;
+pub(crate) mod batching;
 pub mod migrate;
 mod rows;
-pub mod suspects;
-pub mod transactions;
+pub(crate) mod suspects;
+pub(crate) mod transactions;
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::{config::DatabaseSettings, retry::FailureClass, tls};
 
 /// A database failure, safe to log.
-pub enum StorageError {
+pub(crate) enum StorageError {
     /// No connection could be had (server down, pool timed out, connection lost).
     Unavailable(String),
     /// The server answered with an error.
@@ -36,7 +36,7 @@ pub enum StorageError {
 
 impl StorageError {
     /// Which recovery applies: see `retry` for what each class means.
-    pub fn class(&self) -> FailureClass {
+    pub(crate) fn class(&self) -> FailureClass {
         let err = match self {
             StorageError::Unavailable(_) => return FailureClass::InfrastructureDown,
             StorageError::Raced(_) | StorageError::Internal(_) => {
@@ -55,7 +55,7 @@ impl StorageError {
 /// SQLSTATE classes (PostgreSQL appendix A) mapped to recovery: connection and resource
 /// failures and privilege errors are not the message's fault; data and integrity errors can
 /// never succeed on retry; contention and timeouts may.
-pub fn classify_sqlstate(code: &SqlState) -> FailureClass {
+pub(crate) fn classify_sqlstate(code: &SqlState) -> FailureClass {
     let class = &code.code()[..2];
     if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         return FailureClass::InfrastructureDown;
@@ -188,7 +188,7 @@ impl Database {
     }
 
     /// The database name the URL names.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.config.get_dbname().unwrap_or("postgres")
     }
 
@@ -219,7 +219,7 @@ impl Database {
     /// broken in a way not yet noticed fails its first statement with no SQLSTATE, which is
     /// handled as an outage: the delivery is held, the probe waits for the database, and the
     /// delivery is processed again from the top.
-    pub fn pool(&self) -> anyhow::Result<Pool> {
+    pub(crate) fn pool(&self) -> anyhow::Result<Pool> {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -239,7 +239,7 @@ impl Database {
 }
 
 /// The pool for `settings` (see [`Database::pool`]).
-pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+pub(crate) fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     Database::new(settings)?.pool()
 }
 

@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 use super::StorageError;
 
 /// Recorded isolated attempts of each of `transaction_ids` (absent: never tried alone).
-pub async fn attempts(
+pub(crate) async fn attempts(
     client: &impl GenericClient,
     transaction_ids: &[&str],
 ) -> Result<HashMap<String, i32>, StorageError> {
@@ -25,7 +25,7 @@ pub async fn attempts(
 }
 
 /// Records, durably, that `transaction_id` is about to be tried alone.
-pub async fn mark_attempt(
+pub(crate) async fn mark_attempt(
     client: &impl GenericClient,
     transaction_id: &str,
 ) -> Result<(), StorageError> {
@@ -43,7 +43,10 @@ pub async fn mark_attempt(
 }
 
 /// The attempt finished without killing the worker: it is no longer a suspect.
-pub async fn clear(client: &impl GenericClient, transaction_id: &str) -> Result<(), StorageError> {
+pub(crate) async fn clear(
+    client: &impl GenericClient,
+    transaction_id: &str,
+) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached("DELETE FROM prereg.sync_suspect WHERE transaction_id = $1")
         .await?;

@@ -19,28 +19,28 @@ use crate::retry::FailureClass;
 /// A transaction recorded earlier: enough to tell a duplicate from a conflict and to re-send
 /// the reply byte for byte.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredTransaction {
-    pub body_sha256: String,
-    pub reply_body: Vec<u8>,
+pub(crate) struct StoredTransaction {
+    pub(crate) body_sha256: String,
+    pub(crate) reply_body: Vec<u8>,
 }
 
 /// Everything one request writes (owned: it travels to the group-commit task).
 #[derive(Debug)]
-pub struct NewTransaction {
-    pub transaction_id: String,
-    pub app_id: String,
-    pub body_sha256: String,
-    pub received_at: NaiveDateTime,
-    pub request_time: NaiveDateTime,
+pub(crate) struct NewTransaction {
+    pub(crate) transaction_id: String,
+    pub(crate) app_id: String,
+    pub(crate) body_sha256: String,
+    pub(crate) received_at: NaiveDateTime,
+    pub(crate) request_time: NaiveDateTime,
     /// Surviving PRIDs (unique).
-    pub prids: Vec<String>,
-    pub reply_body: Vec<u8>,
-    pub lang_code: String,
-    pub created_by: String,
+    pub(crate) prids: Vec<String>,
+    pub(crate) reply_body: Vec<u8>,
+    pub(crate) lang_code: String,
+    pub(crate) created_by: String,
 }
 
 #[derive(Debug, PartialEq)]
-pub enum StoreOutcome {
+pub(crate) enum StoreOutcome {
     /// Committed; `newly_processed` PRIDs were not in `processed_prereg_list` before.
     Stored { newly_processed: u64 },
     /// Another delivery of the same transaction ID committed first (a concurrent duplicate):
@@ -102,24 +102,24 @@ async fn known_applications(
 
 /// The reads that decide a request before anything is written (contract rules 1 and 3).
 #[derive(Debug)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     /// Only when the `message_id` is a valid transaction ID (otherwise nothing is recorded
     /// under it to find).
-    pub transaction_id: Option<String>,
+    pub(crate) transaction_id: Option<String>,
     /// Well-formed PRIDs to check against the applications, when that check is on.
-    pub prids: Option<Vec<String>>,
+    pub(crate) prids: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
-pub struct LookedUp {
-    pub existing: Option<StoredTransaction>,
+pub(crate) struct LookedUp {
+    pub(crate) existing: Option<StoredTransaction>,
     /// Which of the lookup's PRIDs have an application (`None`: not checked).
-    pub known: Option<HashSet<String>>,
+    pub(crate) known: Option<HashSet<String>>,
 }
 
 /// Batch handler for lookups: all waiting requests' transaction lookups in one query and their
 /// known-application checks in another, both pipelined on one connection.
-pub struct Lookups(pub Pool);
+pub(crate) struct Lookups(pub(crate) Pool);
 
 impl BatchHandler for Lookups {
     type Input = Lookup;
@@ -160,7 +160,7 @@ impl BatchHandler for Lookups {
 }
 
 /// Batch handler for stores: group commit, all waiting requests in one transaction.
-pub struct Stores(pub Pool);
+pub(crate) struct Stores(pub(crate) Pool);
 
 impl BatchHandler for Stores {
     type Input = NewTransaction;
@@ -194,12 +194,16 @@ async fn store_all(
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
     // COPY first; a PRID row already there ends that attempt with a unique violation (nothing
     // else in it can raise one), and the batch is written again by the statements that skip
-    // such rows.
+    // such rows. So is a table COPY cannot write (row-level security: 0A000) in a database
+    // customised beyond the contract's schema.
     let (inserted, newly_processed) = match commit(client, news, Method::Copy).await {
-        Err(StorageError::Db(err)) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+        Err(StorageError::Db(err))
+            if err.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                || err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) =>
+        {
             tracing::debug!(
                 size = news.len(),
-                "a PRID of the batch is stored already (or by another replica now); writing the batch again without COPY"
+                "COPY refused (a PRID stored already, or by another replica now); writing the batch again without COPY"
             );
             commit(client, news, Method::Insert).await?
         }

@@ -36,13 +36,13 @@ use crate::{
 };
 
 /// The worker as [`crate::startup`] assembles and runs it.
-pub struct Worker {
+pub(crate) struct Worker {
     supervisor: Supervisor,
     handler: Arc<Handler>,
 }
 
 impl Worker {
-    pub fn new(
+    pub(crate) fn new(
         amqp: AmqpSettings,
         worker: &WorkerSettings,
         retry: &RetrySettings,
@@ -68,13 +68,13 @@ impl Worker {
         })
     }
 
-    pub fn processor(&self) -> &Processor {
+    pub(crate) fn processor(&self) -> &Processor {
         self.handler.processor()
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for
     /// what retrying cannot fix (an incompatible existing queue).
-    pub async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub(crate) async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.supervisor.run(&shutdown).await
     }
 }
