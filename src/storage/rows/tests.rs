@@ -97,6 +97,25 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
         ]
     );
 
+    a_stored_prid_falls_back(&pool, &mut client, processed, receipts).await;
+    drop((client, pool));
+    let (admin, driver) = database.connect(Some("postgres")).await.unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    drop(admin);
+    let _ = driver.await;
+}
+
+/// A batch with a PRID stored already: COPY refuses it, the store writes it with INSERT, one
+/// audit row per stored transaction, every row left pending for the consumed-status job.
+async fn a_stored_prid_falls_back(
+    pool: &deadpool_postgres::Pool,
+    client: &mut deadpool_postgres::Client,
+    processed: &str,
+    receipts: &str,
+) {
     // p1 is stored: COPY refuses the batch, the store writes it with INSERT instead.
     let again = [new("tx-d", &["p1", "p4"], 11)];
     let stored: Vec<&NewTransaction> = again.iter().collect();
@@ -112,10 +131,10 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
         answers.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
         [StoreOutcome::Stored { newly_processed: 1 }]
     );
-    assert_eq!(table(&client, processed).await.len(), 4);
-    assert_eq!(table(&client, receipts).await.len(), 6);
+    assert_eq!(table(client, processed).await.len(), 4);
+    assert_eq!(table(client, receipts).await.len(), 6);
     let count = |sql: &'static str| {
-        let client = &client;
+        let client = &*client;
         async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
     };
     assert_eq!(
@@ -132,12 +151,4 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
         .await,
         4
     );
-    drop((client, pool));
-    let (admin, driver) = database.connect(Some("postgres")).await.unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    drop(admin);
-    let _ = driver.await;
 }
