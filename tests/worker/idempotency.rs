@@ -46,19 +46,9 @@ async fn duplicates_write_once_and_get_identical_replies() {
             properties("tx-dup", Some(&replies)),
         )
         .await;
-    let conflict = broker
-        .get(&replies, Duration::from_secs(20))
-        .await
-        .expect("conflict reply");
-    assert_eq!(error_code(&conflict), "PRS_TRANSACTION_CONFLICT");
-    let dead = broker
-        .get(DLQ, Duration::from_secs(10))
-        .await
-        .expect("dead-lettered");
-    assert_eq!(
-        header_str(&dead, "x-error-code").as_deref(),
-        Some("PRS_TRANSACTION_CONFLICT")
-    );
+    broker
+        .expect_rejected(&replies, "PRS_TRANSACTION_CONFLICT")
+        .await;
     assert_eq!(env.rows("processed_prereg_list").await, 3);
     assert_eq!(env.rows("sync_transaction").await, 1);
     env.stop_app().await;

@@ -250,19 +250,7 @@ async fn existing_prids_keep_their_first_time_and_bad_ones_are_rejected() {
             properties("tx-none", Some(&replies)),
         )
         .await;
-    let reply = broker
-        .get(&replies, Duration::from_secs(20))
-        .await
-        .expect("error reply");
-    assert_eq!(error_code(&reply), "PRG_DATA_SYNC_011");
-    let dead = broker
-        .get(DLQ, Duration::from_secs(10))
-        .await
-        .expect("dead-lettered");
-    assert_eq!(
-        header_str(&dead, "x-error-code").as_deref(),
-        Some("PRG_DATA_SYNC_011")
-    );
+    broker.expect_rejected(&replies, "PRG_DATA_SYNC_011").await;
     env.stop_app().await;
 }
 

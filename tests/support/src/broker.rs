@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm,
     message::Delivery,
     options::{
         BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -14,7 +14,11 @@ use lapin::{
     types::FieldTable,
 };
 
-use crate::{TestEnv, properties, reply::check_reply, request_body};
+use crate::{
+    TestEnv, properties,
+    reply::{check_reply, error_code, header_str},
+    request_body,
+};
 
 pub const EXCHANGE: &str = "prereg.reverse-sync";
 pub const ROUTING_KEY: &str = "consumed-prereg-ids";
@@ -86,8 +90,18 @@ impl Broker {
 
     /// Publishes a request to the request exchange and waits for the broker's confirm.
     pub async fn publish(&self, body: &[u8], properties: BasicProperties) {
-        let confirm = self
-            .channel
+        let confirm = self.send(body, properties).await.await.unwrap();
+        assert!(confirm.is_ack(), "request publish confirmed");
+    }
+
+    /// Publishes without waiting for each confirm; call [`Broker::confirm_all`] after.
+    pub async fn publish_pipelined(&self, body: &[u8], properties: BasicProperties) {
+        // The confirm is collected by `wait_for_confirms`, not awaited one by one.
+        drop(self.send(body, properties).await);
+    }
+
+    async fn send(&self, body: &[u8], properties: BasicProperties) -> PublisherConfirm {
+        self.channel
             .basic_publish(
                 EXCHANGE.into(),
                 ROUTING_KEY.into(),
@@ -97,26 +111,16 @@ impl Broker {
             )
             .await
             .unwrap()
-            .await
-            .unwrap();
-        assert!(confirm.is_ack(), "request publish confirmed");
     }
 
-    /// Publishes without waiting for each confirm; call [`Broker::confirm_all`] after.
-    pub async fn publish_pipelined(&self, body: &[u8], properties: BasicProperties) {
-        // The confirm is collected by `wait_for_confirms`, not awaited one by one.
-        let confirm = self
-            .channel
-            .basic_publish(
-                EXCHANGE.into(),
-                ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .unwrap();
-        drop(confirm);
+    /// A rejected request's two traces: the error reply on `replies` with `code`, and its
+    /// dead-letter copy carrying the same code.
+    pub async fn expect_rejected(&self, replies: &str, code: &str) {
+        let reply = self.get(replies, Duration::from_secs(20)).await;
+        assert_eq!(error_code(&reply.expect("error reply")), code);
+        let dead = self.get(DLQ, Duration::from_secs(10)).await;
+        let dead = dead.expect("dead-lettered");
+        assert_eq!(header_str(&dead, "x-error-code").as_deref(), Some(code));
     }
 
     pub async fn confirm_all(&self) {
