@@ -147,20 +147,25 @@ fn median_header(title: &str) {
     println!("| --- | --- | --- | --- |");
 }
 
+/// The two ratios held to a target in every kind of run: S1 to probe A, S2 to probe B, given per
+/// run as (probe A, S1, probe B, S2).
+fn ratio_rows<'a>(
+    prefix: &str,
+    runs: impl Iterator<Item = (f64, &'a Scenario, f64, &'a Scenario)>,
+) {
+    let (s1, s2): (Vec<f64>, Vec<f64>) = runs
+        .map(|(a, s1, b, s2)| (percent(s1.requests_per_s, a), percent(s2.prids_per_s, b)))
+        .unzip();
+    median_row(&format!("{prefix}S1 / probe A"), "%", s1, "≥ 65%");
+    median_row(&format!("{prefix}S2 / probe B"), "%", s2, "≥ 65%");
+}
+
 pub fn medians(runs: &[FullRun]) {
     median_header(&format!("Median of {} run(s)", runs.len()));
     let each = |f: &dyn Fn(&FullRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
-    median_row(
-        "S1 / probe A",
-        "%",
-        each(&|r| percent(r.s1.requests_per_s, r.probe_a)),
-        "≥ 65%",
-    );
-    median_row(
-        "S2 / probe B",
-        "%",
-        each(&|r| percent(r.s2.prids_per_s, r.probe_b)),
-        "≥ 65%",
+    ratio_rows(
+        "",
+        runs.iter().map(|r| (r.probe_a, &r.s1, r.probe_b, &r.s2)),
     );
     median_row(
         "S3 / S2",
@@ -196,17 +201,9 @@ pub fn cluster_medians(runs: &[ClusterRun]) {
         runs.len()
     ));
     let each = |f: &dyn Fn(&ClusterRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
-    median_row(
-        "S5 S1 / probe A",
-        "%",
-        each(&|r| percent(r.s1.requests_per_s, r.probe_a)),
-        "≥ 65%",
-    );
-    median_row(
-        "S5 S2 / probe B",
-        "%",
-        each(&|r| percent(r.s2.prids_per_s, r.probe_b)),
-        "≥ 65%",
+    ratio_rows(
+        "S5 ",
+        runs.iter().map(|r| (r.probe_a, &r.s1, r.probe_b, &r.s2)),
     );
     median_row("S5 probe A", " requests/s", each(&|r| r.probe_a), "");
     median_row("S5 S1", " requests/s", each(&|r| r.s1.requests_per_s), "");
