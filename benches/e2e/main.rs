@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// The command line: `--quick` (1/10 scale, one run), `--runs N`, `--jobs-only`, `--s1-only`,
-/// `--cluster` (S5: against `scripts/cluster`'s three nodes).
+/// `--s3-only`, `--cluster` (S5: against `scripts/cluster`'s three nodes).
 struct Args {
     scale: usize,
     runs: usize,
@@ -84,6 +84,13 @@ async fn main() -> anyhow::Result<()> {
         let probe_a = probe_broker(20_000 / args.scale).await?;
         let s1 = scenario("s1", 20_000 / args.scale, 1, 1).await?;
         report::s1_only(probe_a, &s1);
+        return Ok(());
+    }
+    // `--s3-only`: S2 and S3 (for iterating on the store at scale).
+    if Args::has("--s3-only") {
+        let s2 = scenario("s2", 2_000 / args.scale, 100, 1).await?;
+        let s3 = scenario("s3", 10_000 / args.scale, 100, 1).await?;
+        report::s3_only(&s2, &s3);
         return Ok(());
     }
     if on_cluster() {

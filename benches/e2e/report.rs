@@ -66,6 +66,23 @@ pub fn s1_only(probe_a: f64, s1: &Scenario) {
     cpu_row("S1", s1);
 }
 
+fn s3_row(s2: &Scenario, s3: &Scenario) {
+    println!(
+        "| S3 1M PRIDs | {:.0} PRIDs/s, peak RSS {:.1} MiB | S2: {:.0} PRIDs/s | {:.0}% | ≥ 90%, RSS < 64 MiB |",
+        s3.prids_per_s,
+        s3.peak_rss_mib,
+        s2.prids_per_s,
+        percent(s3.prids_per_s, s2.prids_per_s)
+    );
+}
+
+pub fn s3_only(s2: &Scenario, s3: &Scenario) {
+    header("S2 and S3 only");
+    s3_row(s2, s3);
+    cpu_row("S2", s2);
+    cpu_row("S3", s3);
+}
+
 impl FullRun {
     pub fn print(&self, index: usize) {
         header(&format!("Run {index}"));
@@ -78,13 +95,7 @@ impl FullRun {
             p99.as_secs_f64() * 1e3
         );
         s2_row(self.probe_b, &self.s2);
-        println!(
-            "| S3 1M PRIDs | {:.0} PRIDs/s, peak RSS {:.1} MiB | S2: {:.0} PRIDs/s | {:.0}% | ≥ 90%, RSS < 64 MiB |",
-            self.s3.prids_per_s,
-            self.s3.peak_rss_mib,
-            self.s2.prids_per_s,
-            percent(self.s3.prids_per_s, self.s2.prids_per_s)
-        );
+        s3_row(&self.s2, &self.s3);
         for (workers, s4) in &self.s4 {
             println!(
                 "| S4 S2 with {workers} workers | {:.0} PRIDs/s | S2: {:.0} PRIDs/s | {:.0}% | (replicas) |",

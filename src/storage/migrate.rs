@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "consumed_job",
         include_str!("../../sql/0004_consumed_job.sql"),
     ),
+    (
+        5,
+        "pending_in_storage_order",
+        include_str!("../../sql/0005_pending_in_storage_order.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.
@@ -84,6 +89,11 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<u
         .transaction()
         .await
         .context("starting the migration transaction")?;
+    // A migration may build an index over a large existing table (0005 does): the hot path's
+    // statement timeout is not meant for it. Transaction-level, so it ends with the migrations.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .context("lifting the statement timeout for the migrations")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .context("taking the migration lock")?;

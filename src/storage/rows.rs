@@ -33,7 +33,8 @@ use binary_copy::{
 /// `status_code` of a stored PRID.
 const STATUS_CODE: &str = "Consumed";
 /// `status_comments` of a stored PRID: pending for the consumed-status job, which finds such
-/// rows through the partial index `idx_prcpl_pending` (its predicate names this literal).
+/// rows through the partial index `idx_prcpl_pending_cr_dtimes` (its predicate names this
+/// literal).
 const PENDING: &str = "Processed by registration processor";
 
 /// How the PRID rows are written (see the module documentation).

@@ -3,6 +3,7 @@
 
 use chrono::{NaiveDateTime, Utc};
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::Timestamp;
 
 use crate::storage::StorageError;
 
@@ -13,6 +14,25 @@ const NOT_FOUND: &str = "Application not found";
 pub(super) struct Pending {
     pub(super) prereg_id: String,
     pub(super) transaction_id: String,
+    /// `cr_dtimes`: when it was stored, the first half of the job's order.
+    stored_at: NaiveDateTime,
+}
+
+/// Where the next chunk starts: after this (storage time, PRID), the key of the partial index
+/// `idx_prcpl_pending_cr_dtimes`, so the oldest pending rows are moved first and a chunk never
+/// rescans rows already handled (their dead index entries stay until vacuum).
+pub(super) struct Cursor(Timestamp<NaiveDateTime>, String);
+
+impl Cursor {
+    /// Before every row.
+    pub(super) fn start() -> Cursor {
+        Cursor(Timestamp::NegInfinity, String::new())
+    }
+
+    /// Right after `last`.
+    pub(super) fn after(last: &Pending) -> Cursor {
+        Cursor(Timestamp::Value(last.stored_at), last.prereg_id.clone())
+    }
 }
 
 pub(super) fn now() -> NaiveDateTime {
@@ -20,27 +40,30 @@ pub(super) fn now() -> NaiveDateTime {
 }
 
 /// Claims up to `limit` pending rows no other transaction holds, skipping those that already
-/// failed in this run (they stay pending for the next run): only PRIDs after `after`.
+/// failed in this run (they stay pending for the next run): only rows after `after`.
 pub(super) async fn claim_chunk(
     tx: &Transaction<'_>,
     limit: i64,
-    after: &str,
+    after: &Cursor,
 ) -> Result<Vec<Pending>, StorageError> {
     let statement = tx
         .prepare_cached(
             // The status is a literal, not a parameter, so even a generic plan of this
-            // prepared statement matches the partial index idx_prcpl_pending.
-            "SELECT prereg_id, coalesce(prereg_trn_id, '') FROM prereg.processed_prereg_list \
-             WHERE status_comments = 'Processed by registration processor' AND prereg_id > $1 \
-             ORDER BY prereg_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            // prepared statement matches the partial index idx_prcpl_pending_cr_dtimes.
+            "SELECT prereg_id, coalesce(prereg_trn_id, ''), cr_dtimes \
+             FROM prereg.processed_prereg_list \
+             WHERE status_comments = 'Processed by registration processor' \
+             AND (cr_dtimes, prereg_id) > ($1, $2) \
+             ORDER BY cr_dtimes, prereg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
         .await?;
-    let rows = tx.query(&statement, &[&after, &limit]).await?;
+    let rows = tx.query(&statement, &[&after.0, &after.1, &limit]).await?;
     Ok(rows
         .into_iter()
         .map(|row| Pending {
             prereg_id: row.get(0),
             transaction_id: row.get(1),
+            stored_at: row.get(2),
         })
         .collect())
 }

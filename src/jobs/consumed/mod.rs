@@ -19,7 +19,7 @@ use deadpool_postgres::{Client, Pool, Transaction};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use self::archive::{Pending, archive, claim_chunk, existing_applications, mark_not_found};
+use self::archive::{Cursor, Pending, archive, claim_chunk, existing_applications, mark_not_found};
 pub(crate) use self::history::history;
 use crate::{
     progress::Progress,
@@ -187,10 +187,9 @@ impl ConsumedJob {
         report: &mut RunReport,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        // Keyset pagination: each chunk starts after the last PRID of the one before, so a chunk
-        // never rescans rows already handled (their dead index entries stay until vacuum) and a
-        // PRID that failed is not picked up again in this run.
-        let mut after = String::new();
+        // Keyset pagination: each chunk starts after the last row of the one before, so a PRID
+        // that failed is not picked up again in this run.
+        let mut after = Cursor::start();
         loop {
             if stop.is_cancelled() {
                 anyhow::bail!("stopped between chunks by a shutdown; the next run carries on");
@@ -202,7 +201,7 @@ impl ConsumedJob {
                 return Ok(());
             }
             if let Some(last) = chunk.last() {
-                after.clone_from(&last.prereg_id);
+                after = Cursor::after(last);
             }
             self.move_chunk(&tx, &chunk, report).await?;
             tx.commit().await.context("committing a chunk")?;
