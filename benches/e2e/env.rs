@@ -98,6 +98,14 @@ impl Drop for Env {
     }
 }
 
+/// Writes every dirty page to disk before a timed step starts: the setup (a million seeded
+/// applications fill `shared_buffers` with dirty pages) and the steps before it are then not
+/// paid for by the step's own page evictions, and every step starts as far from the next
+/// checkpoint. Checkpoints the step's own WAL triggers are part of its measurement.
+pub fn checkpoint() {
+    psql("postgres", "CHECKPOINT");
+}
+
 pub fn psql(db: &str, sql: &str) -> String {
     must(Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql]))
 }

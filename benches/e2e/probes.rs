@@ -19,7 +19,7 @@ use prereg_sync::{
 };
 
 use crate::{
-    env::Env,
+    env::{Env, checkpoint},
     traffic::{channel, declare_reply_queue, publish},
 };
 
@@ -106,6 +106,7 @@ pub async fn probe_database(prids: usize) -> anyhow::Result<f64> {
         .iter()
         .map(|id| format!("{id}\t2026-11-22 07:05:08.85\teng\tprereg-sync\t2026-11-22 07:05:09\n"))
         .collect();
+    checkpoint();
     let start = Instant::now();
     let tx = client.transaction().await?;
     for (sql, data) in [
