@@ -23,26 +23,45 @@ pub fn rabbitmqctl() -> Command {
     cmd
 }
 
-fn amqp_url(vhost: &str) -> String {
-    let ports: &[u16] = if on_cluster() {
-        &[5681, 5682, 5683]
-    } else {
-        &[5672]
-    };
-    ports
-        .iter()
-        .map(|port| format!("amqp://guest:guest@127.0.0.1:{port}/{vhost}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// Where the worker (or probe A's consumer) connects on the cluster, relative to the queues'
+/// leaders. The benchmark's own connection always goes to c1 and declares every queue there, so
+/// c1 leads them all (RabbitMQ's default `client-local` leader locator). The worker is given the
+/// one node of its placement: given the list it starts at a random node (`amqp/nodes.rs`), and
+/// the placement, which nearly doubles the broker's cost per request on this host, would be a
+/// coin toss per run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Leader,
+    Follower,
+}
+
+impl Placement {
+    fn port(self) -> u16 {
+        match (on_cluster(), self) {
+            (false, _) => 5672,
+            (true, Placement::Leader) => 5681,
+            (true, Placement::Follower) => 5682,
+        }
+    }
+}
+
+fn amqp_url(vhost: &str, placement: Placement) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{}/{vhost}", placement.port())
 }
 
 /// One isolated environment: a vhost and a database, removed at the end.
 pub struct Env {
     pub name: String,
+    /// Where its worker connects.
+    placement: Placement,
 }
 
 impl Env {
     pub fn new(name: &str) -> Env {
+        Env::placed(name, Placement::Leader)
+    }
+
+    pub fn placed(name: &str, placement: Placement) -> Env {
         let name = format!("prs_bench_{name}");
         let _ = rabbitmqctl().args(["delete_vhost", &name]).output();
         must(rabbitmqctl().args(["add_vhost", &name]));
@@ -51,12 +70,17 @@ impl Env {
             "postgres",
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         );
-        Env { name }
+        Env { name, placement }
     }
 
+    /// The benchmark's own connections' settings (the worker's differ only in `AMQP_URL`).
     pub fn vars(&self) -> Vec<(String, String)> {
+        self.vars_at(Placement::Leader)
+    }
+
+    fn vars_at(&self, placement: Placement) -> Vec<(String, String)> {
         vec![
-            ("AMQP_URL".into(), amqp_url(&self.name)),
+            ("AMQP_URL".into(), amqp_url(&self.name, placement)),
             (
                 "DATABASE_URL".into(),
                 format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
@@ -67,13 +91,19 @@ impl Env {
     }
 
     pub fn settings(&self) -> Settings {
-        Settings::load_from(CONFIG.as_ref(), &self.vars().into_iter().collect()).expect("settings")
+        self.settings_at(Placement::Leader)
+    }
+
+    /// Settings of a client connecting at `placement`.
+    pub fn settings_at(&self, placement: Placement) -> Settings {
+        let vars = self.vars_at(placement).into_iter().collect();
+        Settings::load_from(CONFIG.as_ref(), &vars).expect("settings")
     }
 
     pub fn spawn_worker(&self) -> Worker {
         let mut cmd = Command::new(BIN);
         cmd.args(["--config-dir", CONFIG, "run"])
-            .envs(self.vars())
+            .envs(self.vars_at(self.placement))
             .env("RUST_LOG", "warn");
         Worker(
             cmd.stdout(Stdio::null())

@@ -20,10 +20,10 @@ mod traffic;
 use prereg_sync::config::Settings;
 
 use crate::{
-    env::{CONFIG, on_cluster},
-    probes::{probe_broker, probe_database},
+    env::{CONFIG, Placement, on_cluster},
+    probes::{probe_broker, probe_broker_at, probe_database},
     report::{ClusterRun, FullRun},
-    scenarios::{consumed_job, latency, scenario},
+    scenarios::{consumed_job, latency, scenario, scenario_at},
 };
 
 /// The command line: `--quick` (1/10 scale, one run), `--runs N`, `--jobs-only`, `--s1-only`,
@@ -140,13 +140,16 @@ async fn full_run(scale: usize) -> anyhow::Result<FullRun> {
     })
 }
 
-/// S5: probes A and B, S1 and S2, with the worker given the three nodes.
+/// S5: probes A and B, S1 and S2 on the cluster, the worker on the node that leads the queues;
+/// then probe A and S1 again with the consumer and the worker on a follower node.
 async fn cluster_run(scale: usize) -> anyhow::Result<ClusterRun> {
     Ok(ClusterRun {
         probe_a: probe_broker(20_000 / scale).await?,
         probe_b: probe_database(200_000 / scale).await?,
         s1: scenario("s1", 20_000 / scale, 1, 1).await?,
         s2: scenario("s2", 2_000 / scale, 100, 1).await?,
+        probe_a_follower: probe_broker_at(20_000 / scale, Placement::Follower).await?,
+        s1_follower: scenario_at("s1", 20_000 / scale, 1, 1, Placement::Follower).await?,
     })
 }
 

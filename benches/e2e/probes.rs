@@ -19,7 +19,7 @@ use prereg_sync::{
 };
 
 use crate::{
-    env::{Env, checkpoint},
+    env::{Env, Placement, checkpoint},
     traffic::{channel, declare_reply_queue, publish},
 };
 
@@ -27,16 +27,23 @@ use crate::{
 /// prefetch that, per request, publishes a confirmed persistent reply and acks it, confirms
 /// pipelined across the prefetch window and acks batched (`multiple`).
 pub async fn probe_broker(requests: usize) -> anyhow::Result<f64> {
+    probe_broker_at(requests, Placement::Leader).await
+}
+
+/// Probe A with its consumer connected at `placement` (on the cluster; the queues are led by
+/// the node the benchmark's own connection uses).
+pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::Result<f64> {
     let env = Env::new("probe_a");
     let settings = env.settings();
-    let (connection, channel) = channel(&env).await?;
+    let (declaring, channel) = channel(&env).await?;
     // The worker's own topology (quorum request queue), so the probe's requests take the same
     // broker path as the scenario's: the limit is the broker's, not a cheaper queue type's.
-    prereg_sync::amqp::topology::declare(&connection, &settings.amqp, &settings.retry.delays)
+    prereg_sync::amqp::topology::declare(&declaring, &settings.amqp, &settings.retry.delays)
         .await?;
     declare_reply_queue(&channel).await?;
     let prids = vec!["75124301328620".to_owned(); requests];
     publish(&channel, &settings, &prids, 1, None).await?;
+    let connection = prereg_sync::amqp::connect(&env.settings_at(placement).amqp).await?;
     let consume_channel = connection.create_channel().await?;
     consume_channel
         .basic_qos(settings.amqp.prefetch, BasicQosOptions::default())
@@ -80,6 +87,7 @@ pub async fn probe_broker(requests: usize) -> anyhow::Result<f64> {
     }
     let rate = requests as f64 / start.elapsed().as_secs_f64();
     let _ = connection.close(200, "".into()).await;
+    let _ = declaring.close(200, "".into()).await;
     Ok(rate)
 }
 

@@ -18,12 +18,15 @@ pub struct FullRun {
     pub s4: Vec<(usize, Scenario)>,
 }
 
-/// One S5 run: the same probes and S1/S2, the broker being the three-node cluster.
+/// One S5 run: the same probes and S1/S2, the broker being the three-node cluster; probe A and
+/// S1 once with the client on the node that leads the queues and once on a follower.
 pub struct ClusterRun {
     pub probe_a: f64,
     pub probe_b: f64,
     pub s1: Scenario,
     pub s2: Scenario,
+    pub probe_a_follower: f64,
+    pub s1_follower: Scenario,
 }
 
 fn percent(part: f64, whole: f64) -> f64 {
@@ -121,11 +124,20 @@ impl FullRun {
 
 impl ClusterRun {
     pub fn print(&self, index: usize) {
-        header(&format!("S5 run {index}: the three-node cluster"));
+        header(&format!(
+            "S5 run {index}: the three-node cluster (S1 and S2: worker on the queues' leader)"
+        ));
         s1_row(self.probe_a, &self.s1);
         s2_row(self.probe_b, &self.s2);
+        println!(
+            "| S1 on a follower node | {:.0} requests/s | A on a follower: {:.0} requests/s | {:.0}% | |",
+            self.s1_follower.requests_per_s,
+            self.probe_a_follower,
+            percent(self.s1_follower.requests_per_s, self.probe_a_follower)
+        );
         cpu_row("S1", &self.s1);
         cpu_row("S2", &self.s2);
+        cpu_row("S1 on a follower", &self.s1_follower);
     }
 }
 
@@ -218,4 +230,16 @@ pub fn cluster_medians(runs: &[ClusterRun]) {
     );
     median_row("S5 probe A", " requests/s", each(&|r| r.probe_a), "");
     median_row("S5 S1", " requests/s", each(&|r| r.s1.requests_per_s), "");
+    median_row(
+        "S5 S1 / probe A, both on a follower node",
+        "%",
+        each(&|r| percent(r.s1_follower.requests_per_s, r.probe_a_follower)),
+        "",
+    );
+    median_row(
+        "S5 S1 on a follower",
+        " requests/s",
+        each(&|r| r.s1_follower.requests_per_s),
+        "",
+    );
 }

@@ -17,7 +17,7 @@ use prereg_sync::{
 };
 
 use crate::{
-    env::{BIN, CONFIG, Env, must, psql, rabbitmqctl, stop},
+    env::{BIN, CONFIG, Env, Placement, checkpoint, must, psql, rabbitmqctl, stop},
     measure::{CpuSplit, sample_rss},
     traffic::{channel, collect, declare_reply_queue, publish},
 };
@@ -40,7 +40,18 @@ pub async fn scenario(
     batch: usize,
     workers: usize,
 ) -> anyhow::Result<Scenario> {
-    let env = Env::new(name);
+    scenario_at(name, requests, batch, workers, Placement::Leader).await
+}
+
+/// [`scenario`] with the workers connected at `placement` (S5).
+pub async fn scenario_at(
+    name: &str,
+    requests: usize,
+    batch: usize,
+    workers: usize,
+    placement: Placement,
+) -> anyhow::Result<Scenario> {
+    let env = Env::placed(name, placement);
     let settings = env.settings();
     migrate::prepare_database(&Database::new(&settings.database)?, true).await?;
     let prids = generate_prids(&settings, requests * batch);
@@ -50,6 +61,7 @@ pub async fn scenario(
         .await?;
     declare_reply_queue(&channel).await?;
     publish(&channel, &settings, &prids, batch, None).await?;
+    checkpoint();
     let running: Vec<_> = (0..workers).map(|_| env.spawn_worker()).collect();
     let pids: Vec<u32> = running.iter().map(|w| w.0.id()).collect();
     let cpu_before = CpuSplit::sample(&pids);
@@ -99,6 +111,7 @@ pub async fn latency(requests: usize, rate: f64) -> anyhow::Result<(Duration, Du
     migrate::prepare_database(&Database::new(&settings.database)?, true).await?;
     let prids = generate_prids(&settings, requests);
     seed_applications(&settings, &prids).await?;
+    checkpoint();
     let worker = env.spawn_worker();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !must(rabbitmqctl().args(["list_consumers", "-q", "-p", &env.name])).contains("requests")
@@ -147,6 +160,7 @@ pub async fn consumed_job(n: usize) -> anyhow::Result<(f64, f64)> {
         prereg_trn_id, lang_code, cr_by, cr_dtimes) SELECT prereg_id, now(), 'Consumed', 'Processed by registration processor', \
         'bench', 'eng', 'prereg-sync', now() FROM prereg.applicant_demographic",
     );
+    checkpoint();
     let start = Instant::now();
     let job = Command::new(BIN)
         .args(["--config-dir", CONFIG, "consumed-job", "run"])
