@@ -14,6 +14,11 @@
 //!   confirmed before the original is acked, so a crash at any point loses nothing (at worst a
 //!   message exists twice).
 
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
 use anyhow::Context;
 use lapin::{
     BasicProperties, Channel, Connection,
@@ -79,7 +84,12 @@ pub(super) struct DeadLetterQueue {
     channel: Channel,
     publisher: Publisher,
     queue: String,
+    /// Messages taken and neither acked nor handed back yet.
+    held: AtomicU32,
 }
+
+/// How long [`DeadLetterQueue::hand_back`] waits for the broker to show the returned messages.
+const RETURN_SETTLE: Duration = Duration::from_secs(2);
 
 impl DeadLetterQueue {
     pub(super) async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
@@ -97,6 +107,7 @@ impl DeadLetterQueue {
             channel,
             publisher,
             queue: settings.dead_letter_queue.clone(),
+            held: AtomicU32::new(0),
         })
     }
 
@@ -123,6 +134,9 @@ impl DeadLetterQueue {
             .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
             .await
             .context("reading the dead-letter queue")?;
+        if message.is_some() {
+            self.held.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(message.map(|m| m.delivery))
     }
 
@@ -152,8 +166,13 @@ impl DeadLetterQueue {
         result
     }
 
-    /// Returns every message taken and not carried out to the queue, order kept.
+    /// Returns every message taken and not carried out to the queue, order kept, and waits (at
+    /// most [`RETURN_SETTLE`]) until the queue shows them ready again. Why wait: a quorum queue
+    /// applies the return a few milliseconds after the nack, and a command run right after this
+    /// one (a `delete` after an `export`, a `list_queues`) would otherwise find them missing.
     pub(super) async fn hand_back(&self) -> anyhow::Result<()> {
+        let held = self.held.swap(0, Ordering::Relaxed);
+        let ready_before = self.snapshot().await?;
         // Tag 0 with `multiple` returns every unacked message of this channel, order kept.
         let all = BasicNackOptions {
             multiple: true,
@@ -162,7 +181,12 @@ impl DeadLetterQueue {
         self.channel
             .basic_nack(0, all)
             .await
-            .context("returning inspected messages")
+            .context("returning inspected messages")?;
+        let deadline = Instant::now() + RETURN_SETTLE;
+        while self.snapshot().await? < ready_before + held && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Starts a walk through the snapshot: take each message with [`Walk::take_next`], then
@@ -199,6 +223,7 @@ impl DeadLetterQueue {
             .ack(BasicAckOptions::default())
             .await
             .context("acking")?;
+        self.held.fetch_sub(1, Ordering::Relaxed);
         anyhow::ensure!(
             acked,
             "the broker channel closed mid-way; nothing was lost, run again"
