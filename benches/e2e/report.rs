@@ -41,21 +41,40 @@ fn header(title: &str) {
     println!("| --- | --- | --- | --- | --- |");
 }
 
-fn s1_row(probe_a: f64, s1: &Scenario) {
+/// A row in the limit-probe format: `value` (and a note after it), the limit it is compared
+/// with in the same unit, their ratio, and the target.
+fn ratio_row(
+    name: &str,
+    (value, note): (f64, &str),
+    unit: &str,
+    (limit, of): (&str, f64),
+    target: &str,
+) {
     println!(
-        "| S1 1 PRID/request | {:.0} requests/s | A: {:.0} requests/s | {:.0}% | ≥ 65% |",
-        s1.requests_per_s,
-        probe_a,
-        percent(s1.requests_per_s, probe_a)
+        "| {name} | {value:.0} {unit}{note} | {limit}: {of:.0} {unit} | {:.0}% | {target} |",
+        percent(value, of)
+    );
+}
+
+fn s1_row(probe_a: f64, s1: &Scenario) {
+    let s1 = (s1.requests_per_s, "");
+    ratio_row(
+        "S1 1 PRID/request",
+        s1,
+        "requests/s",
+        ("A", probe_a),
+        "≥ 65%",
     );
 }
 
 fn s2_row(probe_b: f64, s2: &Scenario) {
-    println!(
-        "| S2 100 PRIDs/request | {:.0} PRIDs/s | B: {:.0} PRIDs/s | {:.0}% | ≥ 65% |",
-        s2.prids_per_s,
-        probe_b,
-        percent(s2.prids_per_s, probe_b)
+    let s2 = (s2.prids_per_s, "");
+    ratio_row(
+        "S2 100 PRIDs/request",
+        s2,
+        "PRIDs/s",
+        ("B", probe_b),
+        "≥ 65%",
     );
 }
 
@@ -70,12 +89,13 @@ pub fn s1_only(probe_a: f64, s1: &Scenario) {
 }
 
 fn s3_row(s2: &Scenario, s3: &Scenario) {
-    println!(
-        "| S3 1M PRIDs | {:.0} PRIDs/s, peak RSS {:.1} MiB | S2: {:.0} PRIDs/s | {:.0}% | ≥ 90%, RSS < 64 MiB |",
-        s3.prids_per_s,
-        s3.peak_rss_mib,
-        s2.prids_per_s,
-        percent(s3.prids_per_s, s2.prids_per_s)
+    let rss = format!(", peak RSS {:.1} MiB", s3.peak_rss_mib);
+    ratio_row(
+        "S3 1M PRIDs",
+        (s3.prids_per_s, &rss),
+        "PRIDs/s",
+        ("S2", s2.prids_per_s),
+        "≥ 90%, RSS < 64 MiB",
     );
 }
 
@@ -100,18 +120,20 @@ impl FullRun {
         s2_row(self.probe_b, &self.s2);
         s3_row(&self.s2, &self.s3);
         for (workers, s4) in &self.s4 {
-            println!(
-                "| S4 S2 with {workers} workers | {:.0} PRIDs/s | S2: {:.0} PRIDs/s | {:.0}% | (replicas) |",
-                s4.prids_per_s,
-                self.s2.prids_per_s,
-                percent(s4.prids_per_s, self.s2.prids_per_s)
+            ratio_row(
+                &format!("S4 S2 with {workers} workers"),
+                (s4.prids_per_s, ""),
+                "PRIDs/s",
+                ("S2", self.s2.prids_per_s),
+                "(replicas)",
             );
         }
-        println!(
-            "| probe B at S3's size | {:.0} PRIDs/s | B: {:.0} PRIDs/s | {:.0}% | (the database's own scaling) |",
-            self.probe_b_large,
-            self.probe_b,
-            percent(self.probe_b_large, self.probe_b)
+        ratio_row(
+            "probe B at S3's size",
+            (self.probe_b_large, ""),
+            "PRIDs/s",
+            ("B", self.probe_b),
+            "(the database's own scaling)",
         );
         cpu_row("S1", &self.s1);
         cpu_row("S2", &self.s2);
@@ -129,11 +151,12 @@ impl ClusterRun {
         ));
         s1_row(self.probe_a, &self.s1);
         s2_row(self.probe_b, &self.s2);
-        println!(
-            "| S1 on a follower node | {:.0} requests/s | A on a follower: {:.0} requests/s | {:.0}% | |",
-            self.s1_follower.requests_per_s,
-            self.probe_a_follower,
-            percent(self.s1_follower.requests_per_s, self.probe_a_follower)
+        ratio_row(
+            "S1 on a follower node",
+            (self.s1_follower.requests_per_s, ""),
+            "requests/s",
+            ("A on a follower", self.probe_a_follower),
+            "",
         );
         cpu_row("S1", &self.s1);
         cpu_row("S2", &self.s2);
