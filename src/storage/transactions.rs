@@ -82,7 +82,8 @@ async fn find_all(
         .collect())
 }
 
-/// The subset of `prids` that has an application, live or already consumed.
+/// The subset of `prids` that has an application, live or already consumed. `UNION ALL`: the
+/// set removes a PRID found in both tables, so the server need not.
 async fn known_applications(
     client: &tokio_postgres::Client,
     prids: &[&str],
@@ -93,7 +94,7 @@ async fn known_applications(
     let rows = client
         .query_typed(
             "SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1) \
-             UNION SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)",
+             UNION ALL SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)",
             &[(&prids, Type::VARCHAR_ARRAY)],
         )
         .await?;
@@ -180,22 +181,24 @@ impl BatchHandler for Stores {
 /// retried from the top, never its committed neighbours.
 ///
 /// Transaction rows go first, in ID order: when a concurrent delivery of the same ID holds its
-/// row, the insert waits for that one to commit and then inserts nothing, so a race becomes a
-/// duplicate, never a unique violation; sorted, two writers lock rows in the same order and
-/// cannot deadlock. A transaction ID already recorded, or repeated within `news`, writes
-/// nothing and is answered with the recorded transaction.
+/// row, the insert waits for that one to commit; sorted, two writers lock rows in the same
+/// order and cannot deadlock. A transaction ID already recorded, or repeated within `news`,
+/// writes nothing and is answered with the recorded transaction.
 ///
-/// The PRID rows go by `COPY`, which cannot skip a row already stored: a batch with such a PRID
+/// The first attempt expects every row to be new, as it almost always is (a redelivery or a
+/// duplicate publish was recognised by the lookup): plain `INSERT`s for the transaction rows and
+/// `COPY` for the PRID rows, neither of which can skip a row already there. A batch with such a
+/// row (a concurrent duplicate that committed first, a PRID stored under another transaction ID)
 /// is rolled back and written again with `INSERT … ON CONFLICT DO NOTHING` (see `rows`). Both
 /// commit the same rows and give the same answers.
 async fn store_all(
     client: &mut Client,
     news: &[NewTransaction],
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
-    // COPY first; a PRID row already there ends that attempt with a unique violation (nothing
-    // else in it can raise one), and the batch is written again by the statements that skip
-    // such rows. So is a table COPY cannot write (row-level security: 0A000) in a database
-    // customised beyond the contract's schema.
+    // Every row new first; a transaction or PRID row already there ends that attempt with a
+    // unique violation (nothing else in it can raise one), and the batch is written again by the
+    // statements that skip such rows. So is a table COPY cannot write (row-level security:
+    // 0A000) in a database customised beyond the contract's schema.
     let (inserted, newly_processed) = match commit(client, news, Method::Copy).await {
         Err(StorageError::Db(err))
             if err.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -203,7 +206,7 @@ async fn store_all(
         {
             tracing::debug!(
                 size = news.len(),
-                "COPY refused (a PRID stored already, or by another replica now); writing the batch again without COPY"
+                "a row of the batch is stored already (a PRID, or a concurrent duplicate's transaction), or COPY was refused; writing the batch again with the statements that skip such rows"
             );
             commit(client, news, Method::Insert).await?
         }
@@ -270,7 +273,7 @@ async fn commit(
         .filter(|new| seen.insert(new.transaction_id.as_str()))
         .collect();
     firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
-    let inserted = rows::insert_transactions(&tx, &firsts).await?;
+    let inserted = rows::insert_transactions(&tx, &firsts, method).await?;
     let stored: Vec<&NewTransaction> = firsts
         .into_iter()
         .filter(|new| inserted.contains(new.transaction_id.as_str()))

@@ -98,6 +98,7 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
     );
 
     a_stored_prid_falls_back(&pool, &mut client, processed, receipts).await;
+    a_recorded_transaction_falls_back(&pool, &client, processed).await;
     drop((client, pool));
     let (admin, driver) = database.connect(Some("postgres")).await.unwrap();
     admin
@@ -151,4 +152,28 @@ async fn a_stored_prid_falls_back(
         .await,
         4
     );
+}
+
+/// A batch holding a transaction ID recorded already (a duplicate the lookup could not see: it
+/// committed in between): the first attempt's plain `INSERT` of the transaction rows refuses
+/// it, and the fallback answers it with the recorded transaction and stores its neighbour.
+async fn a_recorded_transaction_falls_back(
+    pool: &deadpool_postgres::Pool,
+    client: &deadpool_postgres::Client,
+    processed: &str,
+) {
+    let batch = [new("tx-d", &["p5"], 12), new("tx-e", &["p6"], 12)];
+    let answers = Stores(pool.clone()).handle(&batch).await.unwrap();
+    let answers: Vec<StoreOutcome> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(
+        matches!(&answers[0], StoreOutcome::AlreadyRecorded(recorded) if recorded.reply_body == b"tx-d"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1], StoreOutcome::Stored { newly_processed: 1 });
+    let rows = table(client, processed).await;
+    assert!(
+        rows.contains(&"p6 tx-e 2026-11-30 12:00:00".to_owned()),
+        "{rows:?}"
+    );
+    assert!(!rows.iter().any(|row| row.starts_with("p5")), "{rows:?}");
 }
