@@ -184,7 +184,11 @@ async fn insert(
         ];
         Ok(tx.query(&processed, &params).await?)
     };
+    // In order (`biased`), so the error reported is the first statement's to fail: the ones sent
+    // after it fail only because the transaction is aborted (25P02, which would classify as
+    // transient), and their answers arrive after its own.
     let (_, new_rows, ()) = tokio::try_join!(
+        biased;
         interface_rows,
         processed_rows,
         audit::write_all(tx, records)

@@ -99,6 +99,7 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
 
     a_stored_prid_falls_back(&pool, &mut client, processed, receipts).await;
     a_recorded_transaction_falls_back(&pool, &client, processed).await;
+    the_first_failure_is_the_one_reported(&mut client).await;
     drop((client, pool));
     let (admin, driver) = database.connect(Some("postgres")).await.unwrap();
     admin
@@ -176,4 +177,21 @@ async fn a_recorded_transaction_falls_back(
         "{rows:?}"
     );
     assert!(!rows.iter().any(|row| row.starts_with("p5")), "{rows:?}");
+}
+
+/// When one of the statements sent together fails, the ones after it fail only because the
+/// transaction was aborted (25P02); the error reported is the first one, which says why (here a
+/// PRID too long for its column: permanent, not worth a retry).
+async fn the_first_failure_is_the_one_reported(client: &mut deadpool_postgres::Client) {
+    let too_long = "9".repeat(37);
+    for _ in 0..20 {
+        let batch = [new("tx-f", &[too_long.as_str()], 13)];
+        let stored: Vec<&NewTransaction> = batch.iter().collect();
+        let tx = client.transaction().await.unwrap();
+        let err = write(&tx, &stored, Method::Insert).await.unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Db(err) if err.code() == Some(&SqlState::STRING_DATA_RIGHT_TRUNCATION)),
+            "{err}"
+        );
+    }
 }
