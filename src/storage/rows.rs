@@ -39,10 +39,13 @@ const STATUS_CODE: &str = "Consumed";
 /// literal).
 const PENDING: &str = "Processed by registration processor";
 
-/// How the PRID rows are written (see the module documentation).
+/// How a group commit's rows are written (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Method {
+    /// The first attempt: every row must be new (PRID rows by `COPY`, transaction rows by a
+    /// plain `INSERT`); one that is not fails it with a unique violation.
     Copy,
+    /// The fallback: `INSERT … ON CONFLICT DO NOTHING`, keeping the rows already there.
     Insert,
 }
 
