@@ -56,26 +56,26 @@ fn ratio_row(
     );
 }
 
-fn s1_row(probe_a: f64, s1: &Scenario) {
-    let s1 = (s1.requests_per_s, "");
-    ratio_row(
-        "S1 1 PRID/request",
-        s1,
-        "requests/s",
-        ("A", probe_a),
-        "≥ 65%",
-    );
+/// The two scenarios judged against a limit probe (the 65% targets).
+#[derive(Clone, Copy)]
+enum Against {
+    /// S1's requests/s against probe A.
+    A,
+    /// S2's PRIDs/s against probe B.
+    B,
 }
 
-fn s2_row(probe_b: f64, s2: &Scenario) {
-    let s2 = (s2.prids_per_s, "");
-    ratio_row(
-        "S2 100 PRIDs/request",
-        s2,
-        "PRIDs/s",
-        ("B", probe_b),
-        "≥ 65%",
-    );
+fn target_row(against: Against, probe: f64, scenario: &Scenario) {
+    let (name, value, unit, limit) = match against {
+        Against::A => (
+            "S1 1 PRID/request",
+            scenario.requests_per_s,
+            "requests/s",
+            "A",
+        ),
+        Against::B => ("S2 100 PRIDs/request", scenario.prids_per_s, "PRIDs/s", "B"),
+    };
+    ratio_row(name, (value, ""), unit, (limit, probe), "≥ 65%");
 }
 
 fn cpu_row(name: &str, scenario: &Scenario) {
@@ -84,7 +84,7 @@ fn cpu_row(name: &str, scenario: &Scenario) {
 
 pub fn s1_only(probe_a: f64, s1: &Scenario) {
     header("S1 only");
-    s1_row(probe_a, s1);
+    target_row(Against::A, probe_a, s1);
     cpu_row("S1", s1);
 }
 
@@ -109,7 +109,7 @@ pub fn s3_only(s2: &Scenario, s3: &Scenario) {
 impl FullRun {
     pub fn print(&self, index: usize) {
         header(&format!("Run {index}"));
-        s1_row(self.probe_a, &self.s1);
+        target_row(Against::A, self.probe_a, &self.s1);
         let (p50, p99) = self.latency;
         println!(
             "| S1 latency at {:.0} requests/s | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 50 ms |",
@@ -117,7 +117,7 @@ impl FullRun {
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
-        s2_row(self.probe_b, &self.s2);
+        target_row(Against::B, self.probe_b, &self.s2);
         s3_row(&self.s2, &self.s3);
         for (workers, s4) in &self.s4 {
             ratio_row(
@@ -149,8 +149,8 @@ impl ClusterRun {
         header(&format!(
             "S5 run {index}: the three-node cluster (S1 and S2: worker on the queues' leader)"
         ));
-        s1_row(self.probe_a, &self.s1);
-        s2_row(self.probe_b, &self.s2);
+        target_row(Against::A, self.probe_a, &self.s1);
+        target_row(Against::B, self.probe_b, &self.s2);
         ratio_row(
             "S1 on a follower node",
             (self.s1_follower.requests_per_s, ""),
