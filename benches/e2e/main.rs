@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     if Args::has("--s1-only") {
         let probe_a = probe_broker(20_000 / args.scale).await?;
         let s1 = scenario("s1", 20_000 / args.scale, 1, 1).await?;
-        report::s1_only(probe_a, &s1);
+        report::s1_only(&probe_a, &s1);
         return Ok(());
     }
     // `--s3-only`: S2 and S3 (for iterating on the store at scale).

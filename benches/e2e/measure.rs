@@ -78,6 +78,11 @@ impl CpuSplit {
         split
     }
 
+    /// All the processes' CPU seconds together.
+    pub fn total(&self) -> f64 {
+        self.workers.iter().sum::<f64>() + self.postgres + self.rabbitmq + self.client
+    }
+
     /// CPU seconds per 1,000 requests between two samples.
     pub fn per_thousand(&self, earlier: &CpuSplit, requests: usize) -> CpuSplit {
         let k = 1000.0 / requests as f64;
@@ -109,14 +114,15 @@ fn cpu_seconds(pid: u32) -> Option<(String, f64)> {
 impl std::fmt::Display for CpuSplit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let workers: Vec<String> = self.workers.iter().map(|w| format!("{w:.3}")).collect();
+        // A probe runs no worker: its split starts at PostgreSQL.
+        if !workers.is_empty() {
+            let plural = if workers.len() > 1 { "s" } else { "" };
+            write!(f, "worker{plural} {} s, ", workers.join(" + "))?;
+        }
         write!(
             f,
-            "worker{} {} s, PostgreSQL {:.3} s, RabbitMQ {:.3} s, bench client {:.3} s",
-            if workers.len() > 1 { "s" } else { "" },
-            workers.join(" + "),
-            self.postgres,
-            self.rabbitmq,
-            self.client
+            "PostgreSQL {:.3} s, RabbitMQ {:.3} s, bench client {:.3} s",
+            self.postgres, self.rabbitmq, self.client
         )
     }
 }

@@ -20,19 +20,27 @@ use prereg_sync::{
 
 use crate::{
     env::{Env, Placement, checkpoint},
+    measure::CpuSplit,
     traffic::{channel, declare_reply_queue, publish},
 };
+
+/// Probe A's result: its rate, and the CPU it cost per 1,000 requests (RabbitMQ's and its own
+/// consumer's, the "bench client"), which S1's CPU split is read against.
+pub struct BrokerProbe {
+    pub requests_per_s: f64,
+    pub cpu: CpuSplit,
+}
 
 /// Limit probe A: the broker round trip with no work. A minimal consumer with the worker's
 /// prefetch that, per request, publishes a confirmed persistent reply and acks it, confirms
 /// pipelined across the prefetch window and acks batched (`multiple`).
-pub async fn probe_broker(requests: usize) -> anyhow::Result<f64> {
+pub async fn probe_broker(requests: usize) -> anyhow::Result<BrokerProbe> {
     probe_broker_at(requests, Placement::Leader).await
 }
 
 /// Probe A with its consumer connected at `placement` (on the cluster; the queues are led by
 /// the node the benchmark's own connection uses).
-pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::Result<f64> {
+pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::Result<BrokerProbe> {
     let env = Env::new("probe_a");
     let settings = env.settings();
     let (declaring, channel) = channel(&env).await?;
@@ -61,6 +69,7 @@ pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::R
         )
         .await?;
     let window = usize::from(settings.amqp.prefetch / 2).max(1);
+    let cpu_before = CpuSplit::sample(&[]);
     let start = Instant::now();
     let mut pending = 0;
     for done in 1..=requests {
@@ -85,10 +94,14 @@ pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::R
             pending = 0;
         }
     }
-    let rate = requests as f64 / start.elapsed().as_secs_f64();
+    let requests_per_s = requests as f64 / start.elapsed().as_secs_f64();
+    let cpu = CpuSplit::sample(&[]).per_thousand(&cpu_before, requests);
     let _ = connection.close(200, "".into()).await;
     let _ = declaring.close(200, "".into()).await;
-    Ok(rate)
+    Ok(BrokerProbe {
+        requests_per_s,
+        cpu,
+    })
 }
 
 /// Limit probe B: PostgreSQL COPY of the same PRID rows into tables created LIKE the two PRID

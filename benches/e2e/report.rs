@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use crate::scenarios::Scenario;
+use crate::{probes::BrokerProbe, scenarios::Scenario};
 
 /// One full run on the machine's node.
 pub struct FullRun {
-    pub probe_a: f64,
+    pub probe_a: BrokerProbe,
     pub probe_b: f64,
     pub probe_b_large: f64,
     pub s1: Scenario,
@@ -21,11 +21,11 @@ pub struct FullRun {
 /// One S5 run: the same probes and S1/S2, the broker being the three-node cluster; probe A and
 /// S1 once with the client on the node that leads the queues and once on a follower.
 pub struct ClusterRun {
-    pub probe_a: f64,
+    pub probe_a: BrokerProbe,
     pub probe_b: f64,
     pub s1: Scenario,
     pub s2: Scenario,
-    pub probe_a_follower: f64,
+    pub probe_a_follower: BrokerProbe,
     pub s1_follower: Scenario,
 }
 
@@ -82,10 +82,27 @@ fn cpu_row(name: &str, scenario: &Scenario) {
     println!("| {name} CPU per 1000 requests | {} | | | |", scenario.cpu);
 }
 
-pub fn s1_only(probe_a: f64, s1: &Scenario) {
+/// Probe A's CPU per request as a share of S1's: where both saturate the machine's cores, the
+/// ceiling of S1 / probe A (each run's table shows whether S1 is short of it or at it).
+fn cpu_share(probe_a: &BrokerProbe, s1: &Scenario) -> f64 {
+    percent(probe_a.cpu.total(), s1.cpu.total())
+}
+
+fn probe_a_cpu_rows(name: &str, probe_a: &BrokerProbe, s1: &Scenario) {
+    println!("| {name} CPU per 1000 requests | {} | | | |", probe_a.cpu);
+    println!(
+        "| {name} CPU per request / S1's | {:.3} s / {:.3} s | | {:.0}% | (S1 / probe A when CPU-bound) |",
+        probe_a.cpu.total(),
+        s1.cpu.total(),
+        cpu_share(probe_a, s1)
+    );
+}
+
+pub fn s1_only(probe_a: &BrokerProbe, s1: &Scenario) {
     header("S1 only");
-    target_row(Against::A, probe_a, s1);
+    target_row(Against::A, probe_a.requests_per_s, s1);
     cpu_row("S1", s1);
+    probe_a_cpu_rows("probe A", probe_a, s1);
 }
 
 fn s3_row(s2: &Scenario, s3: &Scenario) {
@@ -109,7 +126,7 @@ pub fn s3_only(s2: &Scenario, s3: &Scenario) {
 impl FullRun {
     pub fn print(&self, index: usize) {
         header(&format!("Run {index}"));
-        target_row(Against::A, self.probe_a, &self.s1);
+        target_row(Against::A, self.probe_a.requests_per_s, &self.s1);
         let (p50, p99) = self.latency;
         println!(
             "| S1 latency at {:.0} requests/s | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 50 ms |",
@@ -136,6 +153,7 @@ impl FullRun {
             "(the database's own scaling)",
         );
         cpu_row("S1", &self.s1);
+        probe_a_cpu_rows("probe A", &self.probe_a, &self.s1);
         cpu_row("S2", &self.s2);
         cpu_row("S3", &self.s3);
         for (workers, s4) in &self.s4 {
@@ -149,18 +167,24 @@ impl ClusterRun {
         header(&format!(
             "S5 run {index}: the three-node cluster (S1 and S2: worker on the queues' leader)"
         ));
-        target_row(Against::A, self.probe_a, &self.s1);
+        target_row(Against::A, self.probe_a.requests_per_s, &self.s1);
         target_row(Against::B, self.probe_b, &self.s2);
         ratio_row(
             "S1 on a follower node",
             (self.s1_follower.requests_per_s, ""),
             "requests/s",
-            ("A on a follower", self.probe_a_follower),
+            ("A on a follower", self.probe_a_follower.requests_per_s),
             "",
         );
         cpu_row("S1", &self.s1);
+        probe_a_cpu_rows("probe A", &self.probe_a, &self.s1);
         cpu_row("S2", &self.s2);
         cpu_row("S1 on a follower", &self.s1_follower);
+        probe_a_cpu_rows(
+            "probe A on a follower",
+            &self.probe_a_follower,
+            &self.s1_follower,
+        );
     }
 }
 
@@ -211,7 +235,14 @@ pub fn medians(runs: &[FullRun]) {
     let each = |f: &dyn Fn(&FullRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     ratio_rows(
         "",
-        runs.iter().map(|r| (r.probe_a, &r.s1, r.probe_b, &r.s2)),
+        runs.iter()
+            .map(|r| (r.probe_a.requests_per_s, &r.s1, r.probe_b, &r.s2)),
+    );
+    median_row(
+        "probe A CPU per request / S1's",
+        "%",
+        each(&|r| cpu_share(&r.probe_a, &r.s1)),
+        "(S1 / probe A when CPU-bound)",
     );
     median_row(
         "S3 / S2",
@@ -249,14 +280,31 @@ pub fn cluster_medians(runs: &[ClusterRun]) {
     let each = |f: &dyn Fn(&ClusterRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     ratio_rows(
         "S5 ",
-        runs.iter().map(|r| (r.probe_a, &r.s1, r.probe_b, &r.s2)),
+        runs.iter()
+            .map(|r| (r.probe_a.requests_per_s, &r.s1, r.probe_b, &r.s2)),
     );
-    median_row("S5 probe A", " requests/s", each(&|r| r.probe_a), "");
+    median_row(
+        "S5 probe A CPU per request / S1's",
+        "%",
+        each(&|r| cpu_share(&r.probe_a, &r.s1)),
+        "(S1 / probe A when CPU-bound)",
+    );
+    median_row(
+        "S5 probe A",
+        " requests/s",
+        each(&|r| r.probe_a.requests_per_s),
+        "",
+    );
     median_row("S5 S1", " requests/s", each(&|r| r.s1.requests_per_s), "");
     median_row(
         "S5 S1 / probe A, both on a follower node",
         "%",
-        each(&|r| percent(r.s1_follower.requests_per_s, r.probe_a_follower)),
+        each(&|r| {
+            percent(
+                r.s1_follower.requests_per_s,
+                r.probe_a_follower.requests_per_s,
+            )
+        }),
         "",
     );
     median_row(
