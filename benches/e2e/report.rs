@@ -217,16 +217,25 @@ fn median_header(title: &str) {
     println!("| --- | --- | --- | --- |");
 }
 
-/// The two ratios held to a target in every kind of run: S1 to probe A, S2 to probe B, given per
-/// run as (probe A, S1, probe B, S2).
+/// The two ratios held to a target in every kind of run, S1 to probe A and S2 to probe B, and
+/// probe A's share of S1's CPU beside the first; given per run as (probe A, S1, probe B, S2).
 fn ratio_rows<'a>(
     prefix: &str,
-    runs: impl Iterator<Item = (f64, &'a Scenario, f64, &'a Scenario)>,
+    runs: impl Iterator<Item = (&'a BrokerProbe, &'a Scenario, f64, &'a Scenario)>,
 ) {
-    let (s1, s2): (Vec<f64>, Vec<f64>) = runs
-        .map(|(a, s1, b, s2)| (percent(s1.requests_per_s, a), percent(s2.prids_per_s, b)))
-        .unzip();
+    let (mut s1, mut share, mut s2) = (Vec::new(), Vec::new(), Vec::new());
+    for (a, s1_run, b, s2_run) in runs {
+        s1.push(percent(s1_run.requests_per_s, a.requests_per_s));
+        share.push(cpu_share(a, s1_run));
+        s2.push(percent(s2_run.prids_per_s, b));
+    }
     median_row(&format!("{prefix}S1 / probe A"), "%", s1, "≥ 65%");
+    median_row(
+        &format!("{prefix}probe A CPU per request / S1's"),
+        "%",
+        share,
+        "(S1 / probe A when CPU-bound)",
+    );
     median_row(&format!("{prefix}S2 / probe B"), "%", s2, "≥ 65%");
 }
 
@@ -235,14 +244,7 @@ pub fn medians(runs: &[FullRun]) {
     let each = |f: &dyn Fn(&FullRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     ratio_rows(
         "",
-        runs.iter()
-            .map(|r| (r.probe_a.requests_per_s, &r.s1, r.probe_b, &r.s2)),
-    );
-    median_row(
-        "probe A CPU per request / S1's",
-        "%",
-        each(&|r| cpu_share(&r.probe_a, &r.s1)),
-        "(S1 / probe A when CPU-bound)",
+        runs.iter().map(|r| (&r.probe_a, &r.s1, r.probe_b, &r.s2)),
     );
     median_row(
         "S3 / S2",
@@ -280,14 +282,7 @@ pub fn cluster_medians(runs: &[ClusterRun]) {
     let each = |f: &dyn Fn(&ClusterRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     ratio_rows(
         "S5 ",
-        runs.iter()
-            .map(|r| (r.probe_a.requests_per_s, &r.s1, r.probe_b, &r.s2)),
-    );
-    median_row(
-        "S5 probe A CPU per request / S1's",
-        "%",
-        each(&|r| cpu_share(&r.probe_a, &r.s1)),
-        "(S1 / probe A when CPU-bound)",
+        runs.iter().map(|r| (&r.probe_a, &r.s1, r.probe_b, &r.s2)),
     );
     median_row(
         "S5 probe A",
