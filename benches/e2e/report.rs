@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{probes::BrokerProbe, scenarios::Scenario};
+use crate::{measure::CpuSplit, probes::BrokerProbe, scenarios::Scenario};
 
 /// One full run on the machine's node.
 pub struct FullRun {
@@ -78,8 +78,8 @@ fn target_row(against: Against, probe: f64, scenario: &Scenario) {
     ratio_row(name, (value, ""), unit, (limit, probe), "≥ 65%");
 }
 
-fn cpu_row(name: &str, scenario: &Scenario) {
-    println!("| {name} CPU per 1000 requests | {} | | | |", scenario.cpu);
+fn cpu_row(name: &str, cpu: &CpuSplit) {
+    println!("| {name} CPU per 1000 requests | {cpu} | | | |");
 }
 
 /// Probe A's CPU per request as a share of S1's: where both saturate the machine's cores, the
@@ -89,7 +89,7 @@ fn cpu_share(probe_a: &BrokerProbe, s1: &Scenario) -> f64 {
 }
 
 fn probe_a_cpu_rows(name: &str, probe_a: &BrokerProbe, s1: &Scenario) {
-    println!("| {name} CPU per 1000 requests | {} | | | |", probe_a.cpu);
+    cpu_row(name, &probe_a.cpu);
     println!(
         "| {name} CPU per request / S1's | {:.3} s / {:.3} s | | {:.0}% | (S1 / probe A when CPU-bound) |",
         probe_a.cpu.total(),
@@ -101,7 +101,7 @@ fn probe_a_cpu_rows(name: &str, probe_a: &BrokerProbe, s1: &Scenario) {
 pub fn s1_only(probe_a: &BrokerProbe, s1: &Scenario) {
     header("S1 only");
     target_row(Against::A, probe_a.requests_per_s, s1);
-    cpu_row("S1", s1);
+    cpu_row("S1", &s1.cpu);
     probe_a_cpu_rows("probe A", probe_a, s1);
 }
 
@@ -119,8 +119,8 @@ fn s3_row(s2: &Scenario, s3: &Scenario) {
 pub fn s3_only(s2: &Scenario, s3: &Scenario) {
     header("S2 and S3 only");
     s3_row(s2, s3);
-    cpu_row("S2", s2);
-    cpu_row("S3", s3);
+    cpu_row("S2", &s2.cpu);
+    cpu_row("S3", &s3.cpu);
 }
 
 impl FullRun {
@@ -152,12 +152,12 @@ impl FullRun {
             ("B", self.probe_b),
             "(the database's own scaling)",
         );
-        cpu_row("S1", &self.s1);
+        cpu_row("S1", &self.s1.cpu);
         probe_a_cpu_rows("probe A", &self.probe_a, &self.s1);
-        cpu_row("S2", &self.s2);
-        cpu_row("S3", &self.s3);
+        cpu_row("S2", &self.s2.cpu);
+        cpu_row("S3", &self.s3.cpu);
         for (workers, s4) in &self.s4 {
-            cpu_row(&format!("S4 {workers} workers"), s4);
+            cpu_row(&format!("S4 {workers} workers"), &s4.cpu);
         }
     }
 }
@@ -176,10 +176,10 @@ impl ClusterRun {
             ("A on a follower", self.probe_a_follower.requests_per_s),
             "",
         );
-        cpu_row("S1", &self.s1);
+        cpu_row("S1", &self.s1.cpu);
         probe_a_cpu_rows("probe A", &self.probe_a, &self.s1);
-        cpu_row("S2", &self.s2);
-        cpu_row("S1 on a follower", &self.s1_follower);
+        cpu_row("S2", &self.s2.cpu);
+        cpu_row("S1 on a follower", &self.s1_follower.cpu);
         probe_a_cpu_rows(
             "probe A on a follower",
             &self.probe_a_follower,
