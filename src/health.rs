@@ -1,7 +1,8 @@
 //! Liveness and readiness state, shared by the consumer, the database probe and `/readyz`.
 //!
-//! Ready means: the consumer is subscribed, a database check succeeded in the last 5 s, the
-//! broker has not blocked the connection (resource alarm), and no shutdown signal has arrived.
+//! Ready means: the consumer is subscribed (when this process consumes), the HTTP ingress has
+//! its broker session (when it is on), a database check succeeded in the last 5 s, the broker
+//! has not blocked the connection (resource alarm), and no shutdown signal has arrived.
 
 use std::{
     sync::{
@@ -28,6 +29,10 @@ pub(crate) struct Health(Arc<Inner>);
 struct Inner {
     metrics: Metrics,
     consuming: AtomicBool,
+    /// False for `prereg-sync ingress`, which runs no consumer.
+    consumer_expected: AtomicBool,
+    ingress_expected: AtomicBool,
+    ingress_linked: AtomicBool,
     broker_blocked: AtomicBool,
     shutting_down: AtomicBool,
     last_db_ok: std::sync::Mutex<Option<Instant>>,
@@ -40,6 +45,9 @@ impl Health {
         Health(Arc::new(Inner {
             metrics,
             consuming: AtomicBool::new(false),
+            consumer_expected: AtomicBool::new(true),
+            ingress_expected: AtomicBool::new(false),
+            ingress_linked: AtomicBool::new(false),
             broker_blocked: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             last_db_ok: std::sync::Mutex::new(None),
@@ -54,7 +62,12 @@ impl Health {
             .lock()
             .map(|t| t.is_some_and(|t| t.elapsed() < DB_CHECK_FRESHNESS))
             .unwrap_or(false);
-        self.0.consuming.load(Ordering::Relaxed)
+        let consumer_ok = !self.0.consumer_expected.load(Ordering::Relaxed)
+            || self.0.consuming.load(Ordering::Relaxed);
+        let ingress_ok = !self.0.ingress_expected.load(Ordering::Relaxed)
+            || self.0.ingress_linked.load(Ordering::Relaxed);
+        consumer_ok
+            && ingress_ok
             && db_fresh
             && *self.0.db_up.borrow()
             && !self.0.broker_blocked.load(Ordering::Relaxed)
@@ -64,6 +77,16 @@ impl Health {
     pub(crate) fn set_consuming(&self, consuming: bool) {
         self.0.consuming.store(consuming, Ordering::Relaxed);
         self.0.metrics.broker_connected(consuming);
+    }
+
+    /// This process runs the HTTP ingress (`consumer`: and the worker too).
+    pub(crate) fn expect_ingress(&self, consumer: bool) {
+        self.0.ingress_expected.store(true, Ordering::Relaxed);
+        self.0.consumer_expected.store(consumer, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_ingress_linked(&self, linked: bool) {
+        self.0.ingress_linked.store(linked, Ordering::Relaxed);
     }
 
     pub(crate) fn set_broker_blocked(&self, blocked: bool) {

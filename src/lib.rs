@@ -41,6 +41,7 @@ pub(crate) mod dlq;
 pub(crate) mod fault;
 pub(crate) mod health;
 pub(crate) mod http;
+pub(crate) mod ingress;
 pub(crate) mod jobs;
 pub mod loadgen;
 pub mod message;

@@ -1,5 +1,6 @@
-//! `Application::build(settings)`: the one way to assemble a worker, used by `prereg-sync run`
-//! and by the integration tests alike.
+//! `Application::build(settings)`: the one way to assemble a worker (with the HTTP ingress when
+//! `ingress.listen` is set), used by `prereg-sync run` and by the integration tests alike;
+//! `Application::build_ingress(settings)`: the ingress alone, for `prereg-sync ingress`.
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use crate::{
     config::Settings,
     health::Health,
     http,
+    ingress::{self, BoundIngress},
     jobs::{
         consumed::ConsumedJob,
         schedule::{consumed_job_on_schedule, report_on_schedule},
@@ -22,7 +24,11 @@ use crate::{
 };
 
 pub struct Application {
-    worker: Worker,
+    /// `None` for `prereg-sync ingress`: no consumer, no migrations, no scheduled jobs.
+    worker: Option<Worker>,
+    ingress: Option<BoundIngress>,
+    /// The ingress's pool when there is no worker (the worker's processor holds it otherwise).
+    pool: deadpool_postgres::Pool,
     health: Health,
     http_addr: SocketAddr,
     http_shutdown: CancellationToken,
@@ -42,6 +48,20 @@ impl Application {
     /// Builds every part and binds the HTTP port; connects to nothing yet, so a worker started
     /// before its broker or database waits for them in [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::assemble(settings, true).await
+    }
+
+    /// The HTTP ingress alone (`prereg-sync ingress`): requests are published for workers
+    /// running elsewhere; `ingress.listen` must be set.
+    pub async fn build_ingress(settings: Settings) -> anyhow::Result<Application> {
+        anyhow::ensure!(
+            settings.ingress.0.is_some(),
+            "ingress.listen is not set: the ingress is off"
+        );
+        Self::assemble(settings, false).await
+    }
+
+    async fn assemble(settings: Settings, consume: bool) -> anyhow::Result<Application> {
         tracing::info!(config = %settings.redacted_summary(), "starting");
         let Settings {
             amqp,
@@ -54,6 +74,7 @@ impl Application {
             log: _,
             consumed_job,
             report,
+            ingress: ingress_settings,
         } = settings;
         let pool = storage::build_pool(&database)?;
         let metrics = Metrics::new();
@@ -66,7 +87,24 @@ impl Application {
             http_shutdown.clone(),
         )
         .await?;
-        let scheduled_job = consumed_job.enabled.then(|| {
+        let ingress = match &ingress_settings.0 {
+            Some(ingress_settings) => {
+                let shared = ingress::Shared {
+                    amqp: amqp.clone(),
+                    retry_delays: retry.delays.clone(),
+                    pool: pool.clone(),
+                    health: health.clone(),
+                    metrics: metrics.clone(),
+                    max_body_bytes: validation.max_body_bytes,
+                    shutdown_grace: worker.shutdown_grace,
+                };
+                let bound = BoundIngress::bind(ingress_settings, shared, consume).await?;
+                tracing::info!(listen = %bound.addr(), "ingress listening");
+                Some(bound)
+            }
+            None => None,
+        };
+        let scheduled_job = (consume && consumed_job.enabled).then(|| {
             let job = ConsumedJob::new(
                 pool.clone(),
                 consumed_job.chunk_size,
@@ -75,27 +113,53 @@ impl Application {
             );
             (job, consumed_job.schedule.clone())
         });
-        let processor = Processor::new(pool, &validation, store, metrics.clone());
         let outage_max_delay = retry.outage_max_delay;
+        let worker_app = if consume {
+            let processor = Processor::new(pool.clone(), &validation, store, metrics.clone());
+            Some(Worker::new(
+                amqp,
+                &worker,
+                &retry,
+                processor,
+                health.clone(),
+                metrics,
+            )?)
+        } else {
+            None
+        };
         Ok(Application {
-            worker: Worker::new(amqp, &worker, &retry, processor, health.clone(), metrics)?,
+            worker: worker_app,
+            ingress,
+            pool,
             health,
             http_addr,
             http_shutdown,
             http_task,
             database: storage::Database::new(&database)?,
             create_if_missing: database.create_if_missing,
-            migrate_on_start: database.migrate_on_start,
+            migrate_on_start: consume && database.migrate_on_start,
             outage_max_delay,
             shutdown_grace: worker.shutdown_grace,
             scheduled_job,
-            report_schedule: report.schedule,
+            report_schedule: report.schedule.filter(|_| consume),
         })
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0 in tests).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The database pool every part shares.
+    fn pool(&self) -> &deadpool_postgres::Pool {
+        self.worker
+            .as_ref()
+            .map_or(&self.pool, |worker| worker.processor().pool())
+    }
+
+    /// Where the HTTP ingress listens, when it is on.
+    pub fn ingress_addr(&self) -> Option<SocketAddr> {
+        self.ingress.as_ref().map(BoundIngress::addr)
     }
 
     /// Prepares the database (waiting for it if it is not up yet), then consumes until
@@ -109,11 +173,20 @@ impl Application {
                 health.set_shutting_down();
             })
         };
+        // The ingress answers its requests in progress after the signal, alongside the
+        // worker's drain, so both fit in the same grace period.
+        let ingress = self
+            .ingress
+            .take()
+            .map(|ingress| tokio::spawn(ingress.run(shutdown.clone())));
         let result = self.run(&shutdown).await;
+        if let Some(ingress) = ingress {
+            let _ = ingress.await;
+        }
         watcher.abort();
+        self.pool().close();
         self.http_shutdown.cancel();
         let _ = self.http_task.await;
-        self.worker.processor().pool().close();
         result
     }
 
@@ -137,7 +210,7 @@ impl Application {
             }
         }
         let probe = tokio::spawn(self.health.clone().probe_database(
-            self.worker.processor().pool().clone(),
+            self.pool().clone(),
             self.outage_max_delay,
             shutdown.clone(),
         ));
@@ -151,7 +224,7 @@ impl Application {
             tokio::spawn(consumed_job_on_schedule(job, schedule, stop_job.clone()))
         });
         let reporter = self.report_schedule.take().map(|schedule| {
-            let pool = self.worker.processor().pool().clone();
+            let pool = self.pool().clone();
             tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))
         });
         let grace = self.shutdown_grace;
@@ -168,7 +241,13 @@ impl Application {
             }
         };
         let consuming = async {
-            let consumed = self.worker.run(shutdown.clone()).await;
+            let consumed = match &self.worker {
+                Some(worker) => worker.run(shutdown.clone()).await,
+                None => {
+                    shutdown.cancelled().await;
+                    Ok(())
+                }
+            };
             stop_job.cancel();
             consumed
         };

@@ -1,16 +1,20 @@
 //! TLS to RabbitMQ (`amqps://`, custom CA, optional client certificate) and to PostgreSQL
-//! (`database.tls.mode` disable / require / verify-full, custom CA), both through rustls.
+//! (`database.tls.mode` disable / require / verify-full, custom CA), the ingress's listener
+//! (`[ingress.tls]`, optional client certificates) and its JWKS fetches, all through rustls.
 
 use std::{path::Path, sync::Arc};
 
 use anyhow::Context;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use rustls::{
-    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
+    server::WebPkiClientVerifier,
 };
+
+use crate::config::ServerTls;
 use serde::Deserialize;
 
 /// `[amqp.tls]`: applies when `amqp.url` is `amqps://…`.
@@ -89,8 +93,10 @@ pub(crate) fn postgres_config(
             .with_no_client_auth(),
         PostgresTlsMode::VerifyFull => {
             let roots = match &settings.ca_file {
-                Some(path) => roots_from_pem(&read(path, "database.tls.ca_file")?)?,
-                None => system_roots()?,
+                Some(path) => {
+                    roots_from_pem(&read(path, "database.tls.ca_file")?, "database.tls.ca_file")?
+                }
+                None => system_roots("database.tls.ca_file")?,
             };
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -98,27 +104,72 @@ pub(crate) fn postgres_config(
     Ok(Some(config))
 }
 
-fn roots_from_pem(pem: &[u8]) -> anyhow::Result<RootCertStore> {
+/// An HTTPS client's configuration trusting the system's roots (the ingress's `jwks_url`).
+pub(crate) fn https_client_config() -> anyhow::Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(system_roots("ingress.jwks_file instead of a URL")?)
+        .with_no_client_auth())
+}
+
+/// The ingress listener's TLS (`[ingress.tls]`): its certificate chain and key, and, with a
+/// client CA, client certificates required and verified against it. HTTP/2 and HTTP/1.1 are
+/// offered by ALPN.
+pub(crate) fn ingress_server_config(settings: &ServerTls) -> anyhow::Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain =
+        CertificateDer::pem_slice_iter(&read(&settings.cert_file, "ingress.tls.cert_file")?)
+            .collect::<Result<Vec<_>, _>>()
+            .context("ingress.tls.cert_file holds an unreadable certificate")?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "ingress.tls.cert_file holds no certificate"
+    );
+    let key = PrivateKeyDer::from_pem_slice(&read(&settings.key_file, "ingress.tls.key_file")?)
+        .context("ingress.tls.key_file holds no usable private key")?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &settings.client_ca_file {
+        Some(path) => {
+            let roots = roots_from_pem(
+                &read(path, "ingress.tls.client_ca_file")?,
+                "ingress.tls.client_ca_file",
+            )?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("ingress.tls.client_ca_file")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .context("ingress.tls.cert_file and key_file do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn roots_from_pem(pem: &[u8], key: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         roots
-            .add(cert.context("database.tls.ca_file holds an unreadable certificate")?)
-            .context("database.tls.ca_file holds an unusable CA certificate")?;
+            .add(cert.with_context(|| format!("{key} holds an unreadable certificate"))?)
+            .with_context(|| format!("{key} holds an unusable CA certificate"))?;
     }
-    anyhow::ensure!(
-        !roots.is_empty(),
-        "database.tls.ca_file holds no certificate"
-    );
+    anyhow::ensure!(!roots.is_empty(), "{key} holds no certificate");
     Ok(roots)
 }
 
-fn system_roots() -> anyhow::Result<RootCertStore> {
+fn system_roots(instead: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(found.certs);
     anyhow::ensure!(
         !roots.is_empty(),
-        "no system CA certificates found; set database.tls.ca_file"
+        "no system CA certificates found; set {instead}"
     );
     Ok(roots)
 }

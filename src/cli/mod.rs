@@ -1,7 +1,7 @@
 //! The command line, in the order of `Command`: `run` (the default), `migrate`,
 //! `upgrade-queues`, `consumed-job run|history`,
 //! `maintenance purge-interface|purge-transactions|purge-audit`, `report`,
-//! `dlq list|show|replay|delete|export`, `loadgen` and `probe`; what each prints (text, or JSON
+//! `dlq list|show|replay|delete|export`, `loadgen`, `ingress`, `dev-token` and `probe`; what each prints (text, or JSON
 //! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance) and
 //! `report.rs` hold those commands' arguments and printed output.
 
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
     config::Settings,
+    ingress,
     loadgen::{self, LoadgenOptions},
     progress::Progress,
     startup::Application,
@@ -154,6 +155,19 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Run the HTTP ingress alone (no consumer): MOSIP's REST call taken on `ingress.listen`
+    /// and published for workers running elsewhere, until SIGTERM/SIGINT.
+    Ingress,
+    /// Test systems only: print a token the ingress accepts, signed with
+    /// `ingress.dev_signing_key_file`; refused unless the ingress's JWKS holds that key.
+    DevToken {
+        /// The token's client (`azp`, `sub`): the requests' `app_id`.
+        #[arg(long, default_value = "registration-processor-dev")]
+        client_id: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Ask this host's worker over HTTP whether it is ready (for a container HEALTHCHECK or an
     /// exec probe): exit 0 when GET answers 200, 1 otherwise.
     Probe {
@@ -170,8 +184,20 @@ impl Cli {
         let json = self.json;
         let output = match self.command.unwrap_or(Command::Run) {
             Command::Run => {
-                run(settings).await?;
+                run(Application::build(settings).await?).await?;
                 return Ok(Completion::Done);
+            }
+            Command::Ingress => {
+                run(Application::build_ingress(settings).await?).await?;
+                return Ok(Completion::Done);
+            }
+            Command::DevToken { client_id, ttl } => {
+                let ingress = settings
+                    .ingress
+                    .0
+                    .as_ref()
+                    .context("ingress.listen is not set: the ingress is off")?;
+                Output::verbatim(ingress::dev_token(ingress, &client_id, ttl).await?)
             }
             Command::Migrate => migrate_command(&settings).await?,
             Command::UpgradeQueues => upgrade_queues_command(&settings).await?,
@@ -247,8 +273,7 @@ async fn probe_command(settings: &Settings, path: &str) -> anyhow::Result<Output
     )
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
+async fn run(app: Application) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await

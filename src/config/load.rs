@@ -60,6 +60,7 @@ fn environment_layer(vars: HashMap<String, String>) -> config::Environment {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("retry.delays")
+        .with_list_parse_key("ingress.roles")
         .with_list_parse_key("validation.prid_rules.not_start_with")
         .with_list_parse_key("validation.prid_rules.restricted_numbers")
         .source(Some(vars.into_iter().collect()))

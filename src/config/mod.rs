@@ -18,6 +18,9 @@ use serde::Deserialize;
 use self::node_list::NodeList;
 pub(crate) use self::redact::redact_url;
 // The TLS settings are part of `Settings`, so public with it; `tls` itself is crate-private.
+pub use crate::ingress::settings::{
+    AuthSettings, IngressSection, IngressSettings, JwtSettings, KeySource, ServerTls,
+};
 use crate::message::ValidationRules;
 pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings};
 
@@ -40,9 +43,10 @@ pub struct Settings {
     pub consumed_job: ConsumedJobSettings,
     #[serde(default)]
     pub report: ReportSettings,
+    pub ingress: IngressSection,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
     pub url: SecretString,

@@ -90,6 +90,22 @@ impl Reply {
     }
 }
 
+/// The reply envelope around any `response` or one error: for the answers the HTTP ingress
+/// gives itself (`QUEUED`, authentication, overload), shaped like a worker's reply.
+pub(crate) fn envelope<R: Serialize>(
+    response: Option<R>,
+    error: Option<(&'static str, &'static str)>,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let errors = error.map(|(error_code, message)| {
+        [ErrorEntry {
+            error_code,
+            message,
+        }]
+    });
+    encode(response, errors, now)
+}
+
 fn encode<R: Serialize>(
     response: Option<R>,
     errors: Option<[ErrorEntry; 1]>,

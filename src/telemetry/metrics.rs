@@ -4,8 +4,8 @@
 use std::{marker::PhantomData, sync::Arc};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder, core::Collector,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
 };
 
 use super::labels::{JobPridResult, JobRunStatus, LabelSet, MessageOutcome, PridResult, RetryKind};
@@ -35,6 +35,7 @@ pub(super) struct Families {
     pub(super) broker: BrokerFamilies,
     pub(super) database: DatabaseFamilies,
     pub(super) consumed_job: ConsumedJobFamilies,
+    pub(super) http: HttpFamilies,
 }
 
 /// Deliveries of requests and what became of them.
@@ -68,6 +69,13 @@ pub(super) struct ConsumedJobFamilies {
     pub(super) runs: CounterBy<JobRunStatus>,
     pub(super) prids: CounterBy<JobPridResult>,
     pub(super) last_success: IntGauge,
+}
+
+/// The HTTP ingress's requests: `route` is a route template (never a transaction ID),
+/// `status` the HTTP status answered.
+pub(super) struct HttpFamilies {
+    pub(super) requests: IntCounterVec,
+    pub(super) duration: HistogramVec,
 }
 
 /// A counter with one label whose values are the label set `L`: only values of `L` can be
@@ -231,6 +239,28 @@ impl ConsumedJobFamilies {
     }
 }
 
+impl HttpFamilies {
+    fn register(r: &Registrar) -> HttpFamilies {
+        HttpFamilies {
+            requests: r.add(IntCounterVec::new(
+                Opts::new(
+                    "http_requests_total",
+                    "Ingress HTTP requests by route template and status",
+                ),
+                &["route", "status"],
+            )),
+            duration: r.add(HistogramVec::new(
+                HistogramOpts::new(
+                    "http_request_duration_seconds",
+                    "Ingress HTTP request time by route template, until the answer's headers",
+                )
+                .buckets(PROCESSING_BUCKETS.to_vec()),
+                &["route"],
+            )),
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -258,6 +288,7 @@ impl Metrics {
             broker: BrokerFamilies::register(&r),
             database: DatabaseFamilies::register(&r),
             consumed_job: ConsumedJobFamilies::register(&r),
+            http: HttpFamilies::register(&r),
             registry,
             process,
         }))

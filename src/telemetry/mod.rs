@@ -23,6 +23,30 @@ pub use logging::init_logging;
 pub(crate) use metrics::Metrics;
 
 impl Metrics {
+    /// The ingress's routes and the statuses it answers, created at 0 when it starts.
+    pub(crate) fn http_routes(&self, routes: &[&str], statuses: &[u16]) {
+        let http = &self.0.http;
+        for route in routes {
+            http.duration.with_label_values(&[*route]);
+            for status in statuses {
+                http.requests
+                    .with_label_values(&[*route, &status.to_string()])
+                    .inc_by(0);
+            }
+        }
+    }
+
+    /// One ingress request answered. `route` is its route template (or `unmatched`).
+    pub(crate) fn http_request(&self, route: &str, status: u16, elapsed: Duration) {
+        let http = &self.0.http;
+        http.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        http.duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// A delivery reached its terminal outcome. `error_code` is an [`ErrorCode::code`]; a value
     /// outside that set is logged but never becomes a series.
     pub(crate) fn message_finished(

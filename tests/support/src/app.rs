@@ -89,6 +89,7 @@ impl TestEnv {
             .await
             .expect("application builds");
         self.http = Some(app.http_addr());
+        self.ingress = app.ingress_addr();
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone()));
         self.app = Some(RunningApp { stop, task });

@@ -68,6 +68,8 @@ pub struct TestEnv {
     pub admin_db: String,
     /// The in-process worker's HTTP address, once it is started.
     pub http: Option<SocketAddr>,
+    /// The in-process worker's HTTP ingress address, when `ingress.listen` is set.
+    pub ingress: Option<SocketAddr>,
     pub(crate) app: Option<RunningApp>,
 }
 
@@ -117,6 +119,7 @@ impl TestEnv {
             vars,
             admin_db: "host=127.0.0.1 user=postgres".to_owned(),
             http: None,
+            ingress: None,
             app: None,
         }
     }

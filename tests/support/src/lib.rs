@@ -30,7 +30,8 @@ pub use fixtures::{
 };
 pub use proxy::{POSTGRES, Proxy, RABBITMQ};
 pub use reply::{
-    Answers, ERROR_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical, assert_valid,
-    by_transaction, check_reply_body, error_code, header_int, header_str, json, record_answer,
+    Answers, ERROR_SCHEMA, INGRESS_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical,
+    assert_valid, by_transaction, check_reply_body, error_code, header_int, header_str, json,
+    record_answer,
 };
 pub use wait::wait_until;

@@ -67,6 +67,9 @@ pub static REQUEST_SCHEMA: LazyLock<Validator> = LazyLock::new(|| load_schema("r
 pub static SUCCESS_SCHEMA: LazyLock<Validator> =
     LazyLock::new(|| load_schema("reply-success.json"));
 pub static ERROR_SCHEMA: LazyLock<Validator> = LazyLock::new(|| load_schema("reply-error.json"));
+/// The HTTP ingress's own answers (QUEUED, its errors).
+pub static INGRESS_SCHEMA: LazyLock<Validator> =
+    LazyLock::new(|| load_schema("ingress-answer.json"));
 
 pub fn assert_valid(validator: &Validator, what: &str, instance: &serde_json::Value) {
     let errors: Vec<String> = validator
@@ -77,12 +80,13 @@ pub fn assert_valid(validator: &Validator, what: &str, instance: &serde_json::Va
 }
 
 /// A message of AMQP `type` `kind` taken from a queue: a reply (`ack` or `error`) validates
-/// against its schema, as `what`; anything else (a dead-letter copy, a request) is not a reply
+/// against its schema, as `what` (`ingress`: an answer the HTTP ingress gives itself); anything else (a dead-letter copy, a request) is not a reply
 /// and passes through. For clients other than lapin; lapin's deliveries: [`check_reply`].
 pub fn check_reply_body(kind: Option<&str>, body: &[u8], what: &str) {
     let validator = match kind {
         Some("ack") => &*SUCCESS_SCHEMA,
         Some("error") => &*ERROR_SCHEMA,
+        Some("ingress") => &*INGRESS_SCHEMA,
         _ => return,
     };
     let body: serde_json::Value = serde_json::from_slice(body).expect("a reply is JSON");

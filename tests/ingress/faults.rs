@@ -1,0 +1,293 @@
+//! Faults: the worker away (202 QUEUED, stored when it returns), the broker cut off (503,
+//! nothing queued), the ingress process SIGKILLed under load (every acknowledged request
+//! stored) and SIGTERMed (requests in progress answered, then exit 0).
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use support::*;
+
+use crate::{Scratch, answer, code, free_port, ingress_env, keys::Keys, post};
+
+/// `prereg-sync ingress` as a process against `env`, with `extra` variables; returns it, its
+/// ingress address and its `/readyz` address, once ready.
+async fn spawn_ingress(
+    env: &TestEnv,
+    keys: &Keys,
+    extra: &[(&str, &str)],
+    log: &Scratch,
+) -> (Child, SocketAddr, SocketAddr) {
+    let ingress: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = std::fs::File::create(log.write("ingress.log", "")).unwrap();
+    let child = env
+        .command()
+        .arg("ingress")
+        .envs(keys.vars(&ingress.to_string()))
+        .env("PREREG_SYNC__HTTP__LISTEN", http.to_string())
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawning prereg-sync ingress");
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "ingress not ready",
+        async || {
+            reqwest::get(format!("http://{http}/readyz"))
+                .await
+                .is_ok_and(|response| response.status().is_success())
+        },
+    )
+    .await;
+    (child, ingress, http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_worker_stopped_a_request_is_queued_then_stored_when_it_returns() {
+    let keys = Keys::new();
+    let scratch = Scratch::new();
+    let mut env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(1);
+    env.seed_applications(&ids).await;
+    let (mut child, ingress, _) = spawn_ingress(
+        &env,
+        &keys,
+        &[("PREREG_SYNC__INGRESS__REPLY_TIMEOUT", "1s")],
+        &scratch,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = keys.token();
+    let body = request_body(&ids);
+    let key = [("Idempotency-Key", "tx-queued")];
+
+    let (status, queued, bytes) =
+        answer(post(&client, ingress, Some(&token), &body, &key).await).await;
+    assert_eq!(status, 202, "{queued}");
+    check_reply_body(Some("ingress"), &bytes, "202");
+    assert_eq!(queued["response"]["status"], "QUEUED");
+    assert_eq!(queued["response"]["transactionId"], "tx-queued");
+    assert_eq!(
+        env.broker().await.depth(REQUEST_QUEUE).await,
+        1,
+        "durable in the request queue"
+    );
+
+    env.spawn_app().await;
+    env.wait_for_count(
+        "SELECT count(*) FROM prereg.sync_transaction WHERE transaction_id = 'tx-queued'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    // The retry gets the stored reply.
+    let (status, stored, _) = answer(post(&client, ingress, Some(&token), &body, &key).await).await;
+    assert_eq!(
+        (status, &stored["response"]["countOfStoredPreRegIds"]),
+        (200, &serde_json::json!("1")),
+        "{stored}"
+    );
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_unreachable_the_answer_is_503_and_nothing_is_queued() {
+    let keys = Keys::new();
+    let proxy = Proxy::start(RABBITMQ.parse().unwrap(), true).await;
+    let mut env = ingress_env(&keys, &[("PREREG_SYNC__AMQP__PUBLISH_TIMEOUT", "5s")]);
+    let via_proxy = format!(
+        "amqp://guest:guest@127.0.0.1:{}/{}",
+        proxy.port(),
+        env.vhost
+    );
+    env.vars.insert("AMQP_URL".into(), via_proxy);
+    env.spawn_app().await;
+    let ingress = env.ingress.unwrap();
+    let ids = prids(2);
+    env.seed_applications(&ids).await;
+    let client = reqwest::Client::new();
+    let token = keys.token();
+    let (status, _, _) = answer(
+        post(
+            &client,
+            ingress,
+            Some(&token),
+            &request_body(&ids[..1]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    proxy.cut();
+    let response = post(
+        &client,
+        ingress,
+        Some(&token),
+        &request_body(&ids[1..]),
+        &[],
+    )
+    .await;
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, reply, bytes) = answer(response).await;
+    assert_eq!(
+        (status, code(&reply)),
+        (503, "PRS_BROKER_UNAVAILABLE"),
+        "{reply}"
+    );
+    check_reply_body(Some("ingress"), &bytes, "503");
+    // Not ready while the ingress has no broker session.
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "still ready",
+        async || !env.ready().await,
+    )
+    .await;
+    assert_eq!(env.broker().await.depth(REQUEST_QUEUE).await, 0);
+    assert_eq!(env.rows("sync_transaction").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_killed_with_500_requests_in_flight_loses_none_it_acknowledged() {
+    let keys = Keys::new();
+    let scratch = Scratch::new();
+    let mut env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(500);
+    env.seed_applications(&ids).await;
+    // No worker yet: every request waits for its reply, then is answered QUEUED.
+    let (mut child, ingress, _) = spawn_ingress(
+        &env,
+        &keys,
+        &[("PREREG_SYNC__INGRESS__REPLY_TIMEOUT", "300ms")],
+        &scratch,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = Arc::new(keys.token());
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let requests: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, prid)| {
+            let (client, token, acknowledged) =
+                (client.clone(), token.clone(), acknowledged.clone());
+            let body = request_body(std::slice::from_ref(prid));
+            tokio::spawn(async move {
+                let key = format!("tx-kill-{n}");
+                let sent = client
+                    .post(crate::url(ingress))
+                    .bearer_auth(token.as_str())
+                    .header("content-type", "application/json")
+                    .header("Idempotency-Key", &key)
+                    .body(body)
+                    .send()
+                    .await;
+                if let Ok(response) = sent
+                    && matches!(response.status().as_u16(), 200 | 202)
+                    && response.bytes().await.is_ok()
+                {
+                    acknowledged.lock().unwrap().push(key);
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(5),
+        "no answers",
+        async || acknowledged.lock().unwrap().len() >= 100,
+    )
+    .await;
+    must(std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]));
+    let _ = child.wait();
+    for request in requests {
+        request.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() < 500,
+        "some requests were still in flight at the kill"
+    );
+
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "request queue not drained",
+        async || broker.depth(REQUEST_QUEUE).await == 0,
+    )
+    .await;
+    let listed = acknowledged
+        .iter()
+        .map(|key| format!("'{key}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let stored = env
+        .wait_for_count(
+            &format!(
+                "SELECT count(*) FROM prereg.sync_transaction WHERE transaction_id IN ({listed})"
+            ),
+            acknowledged.len() as i64,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(stored, acknowledged.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_the_requests_in_progress_then_exits() {
+    let keys = Keys::new();
+    let scratch = Scratch::new();
+    let env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(20);
+    let (mut child, ingress, _) = spawn_ingress(
+        &env,
+        &keys,
+        &[("PREREG_SYNC__INGRESS__REPLY_TIMEOUT", "60s")],
+        &scratch,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = Arc::new(keys.token());
+    let requests: Vec<_> = ids
+        .iter()
+        .map(|prid| {
+            let (client, token) = (client.clone(), token.clone());
+            let body = request_body(std::slice::from_ref(prid));
+            tokio::spawn(async move {
+                answer(post(&client, ingress, Some(&token), &body, &[]).await).await
+            })
+        })
+        .collect();
+    // All 20 published and waiting for a reply no worker will send.
+    let broker = env.broker().await;
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        "requests not queued",
+        async || broker.depth(REQUEST_QUEUE).await == 20,
+    )
+    .await;
+    terminate(&child);
+    for request in requests {
+        let (status, body, _) = request.await.unwrap();
+        assert_eq!(
+            (status, &body["response"]["status"]),
+            (202, &serde_json::json!("QUEUED"))
+        );
+    }
+    assert!(child.wait().unwrap().success());
+}
