@@ -291,3 +291,66 @@ async fn sigterm_answers_the_requests_in_progress_then_exits() {
     }
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter_cap_queued_at_once() {
+    let keys = Keys::new();
+    let scratch = Scratch::new();
+    let env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(3);
+    // No worker: a request with a waiter slot holds its concurrency slot for the reply timeout.
+    let (mut child, ingress, _) = spawn_ingress(
+        &env,
+        &keys,
+        &[
+            ("PREREG_SYNC__INGRESS__REPLY_TIMEOUT", "60s"),
+            ("PREREG_SYNC__INGRESS__MAX_CONCURRENT_REQUESTS", "2"),
+            ("PREREG_SYNC__INGRESS__MAX_REPLY_WAITERS", "1"),
+        ],
+        &scratch,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let token = keys.token();
+    let waiting = {
+        let (client, token, body) = (client.clone(), token.clone(), request_body(&ids[..1]));
+        tokio::spawn(async move { answer(post(&client, ingress, Some(&token), &body, &[]).await).await })
+    };
+    let broker = env.broker().await;
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), "first request not queued", async || {
+        broker.depth(REQUEST_QUEUE).await == 1
+    })
+    .await;
+    // The only waiter slot is taken: the next request is answered QUEUED once confirmed.
+    let (status, queued, _) = answer(post(&client, ingress, Some(&token), &request_body(&ids[1..2]), &[]).await).await;
+    assert_eq!((status, &queued["response"]["status"]), (202, &serde_json::json!("QUEUED")));
+    // Hold the second concurrency slot with a body that never finishes arriving.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stalled = client
+        .post(crate::url(ingress))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(tokio_stream_of(receiver)))
+        .send();
+    let stalled = tokio::spawn(stalled);
+    sender.send(Ok(b"{".to_vec())).await.unwrap();
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), "no 503", async || {
+        let response = post(&client, ingress, Some(&token), &request_body(&ids[2..]), &[]).await;
+        response.status() == 503 && code(&answer(response).await.1) == "PRS_OVERLOADED"
+    })
+    .await;
+    drop(sender);
+    let _ = stalled.await;
+    terminate(&child);
+    let (status, _, _) = waiting.await.unwrap();
+    assert_eq!(status, 202);
+    assert!(child.wait().unwrap().success());
+}
+
+/// A stream of body chunks from a channel, for a request body the test controls.
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
