@@ -101,9 +101,15 @@ impl Env {
     }
 
     pub fn spawn_worker(&self) -> Worker {
+        self.spawn("run", &[])
+    }
+
+    /// `prereg-sync <command>` in this environment with `extra` variables (S6's ingress).
+    pub fn spawn(&self, command: &str, extra: &[(String, String)]) -> Worker {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--config-dir", CONFIG, "run"])
+        cmd.args(["--config-dir", CONFIG, command])
             .envs(self.vars_at(self.placement))
+            .envs(extra.iter().cloned())
             .env("RUST_LOG", "warn");
         Worker(
             cmd.stdout(Stdio::null())

@@ -7,10 +7,12 @@
 //! median of each ratio: one lucky run proves nothing on a shared host.
 //!
 //! Layout: `env` (vhosts, databases, the worker process), `traffic` (the bench's own AMQP
-//! client), `probes` (limits A and B), `scenarios` (S1–S4, latency, the job), `measure`
+//! client), `probes` (limits A and B), `scenarios` (S1–S4, latency, the job), `http` (S6, the
+//! HTTP ingress), `measure`
 //! (`/proc` sampling), `report` (tables and medians).
 
 mod env;
+mod http;
 mod measure;
 mod probes;
 mod report;
@@ -27,7 +29,7 @@ use crate::{
 };
 
 /// The command line: `--quick` (1/10 scale, one run), `--runs N`, `--jobs-only`, `--s1-only`,
-/// `--s3-only`, `--cluster` (S5: against `scripts/cluster`'s three nodes).
+/// `--s3-only`, `--s6-only`, `--cluster` (S5: against `scripts/cluster`'s three nodes).
 struct Args {
     scale: usize,
     runs: usize,
@@ -84,6 +86,13 @@ async fn main() -> anyhow::Result<()> {
         let probe_a = probe_broker(20_000 / args.scale).await?;
         let s1 = scenario("s1", 20_000 / args.scale, 1, 1).await?;
         report::s1_only(&probe_a, &s1);
+        return Ok(());
+    }
+    // `--s6-only`: S1 and S6 (the same one-PRID requests over AMQP and over the HTTP ingress).
+    if Args::has("--s6-only") {
+        let s1 = scenario("s1", 20_000 / args.scale, 1, 1).await?;
+        let s6 = http::s6(20_000 / args.scale, 5_000 / args.scale).await?;
+        report::s6_only(&s1, &s6);
         return Ok(());
     }
     // `--s3-only`: S2 and S3 (for iterating on the store at scale).

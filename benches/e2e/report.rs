@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{measure::CpuSplit, probes::BrokerProbe, scenarios::Scenario};
+use crate::{http::HttpScenario, measure::CpuSplit, probes::BrokerProbe, scenarios::Scenario};
 
 /// One full run on the machine's node.
 pub struct FullRun {
@@ -95,6 +95,28 @@ fn probe_a_cpu_rows(name: &str, probe_a: &BrokerProbe, s1: &Scenario) {
         probe_a.cpu.total(),
         s1.cpu.total(),
         cpu_share(probe_a, s1)
+    );
+}
+
+/// S6 against S1 of the same run: throughput ratio, latency at half S6's rate, ingress RSS.
+pub fn s6_only(s1: &Scenario, s6: &HttpScenario) {
+    header("S1 and S6 (HTTP ingress)");
+    ratio_row(
+        "S6 1 PRID/request over HTTP",
+        (s6.requests_per_s, ""),
+        "requests/s",
+        ("S1", s1.requests_per_s),
+        "≥ 80%",
+    );
+    let (p50, p99) = s6.latency;
+    println!(
+        "| S6 latency at half its rate | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 50 ms |",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| S6 ingress peak RSS | {:.1} MiB | | | < 64 MiB |",
+        s6.ingress_peak_rss_mib
     );
 }
 

@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
-    config::Settings,
+    config::{AuthSettings, Settings},
     ingress,
-    loadgen::{self, LoadgenOptions},
+    loadgen::{self, LoadgenOptions, http::HttpTarget},
     progress::Progress,
     startup::Application,
     storage::{self, migrate},
@@ -154,6 +154,17 @@ enum Command {
         /// Give up waiting for replies after this long.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// `amqp` (publish to the request exchange) or `http` (POST to the HTTP ingress at
+        /// `ingress.listen`, with `--token`, else a `dev-token` when `ingress.dev_signing_key_file`
+        /// is set).
+        #[arg(long, default_value = "amqp", value_parser = ["amqp", "http"])]
+        via: String,
+        /// `--via http`: requests in flight at once (keep-alive connections).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// `--via http`: the bearer token.
+        #[arg(long, env = "PREREG_SYNC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Run the HTTP ingress alone (no consumer): MOSIP's REST call taken on `ingress.listen`
     /// and published for workers running elsewhere, until SIGTERM/SIGINT.
@@ -211,14 +222,22 @@ impl Cli {
                 seed_fake_applications,
                 rate,
                 timeout,
+                via,
+                concurrency,
+                token,
             } => {
+                let http = match via.as_str() {
+                    "http" => Some(http_target(&settings, concurrency, token).await?),
+                    _ => None,
+                };
                 let options = LoadgenOptions {
                     requests,
                     batch,
                     seed: seed_fake_applications,
                     rate,
                     timeout,
-                    progress: Progress::new(!json, "loadgen replies"),
+                    progress: Progress::new(!json && http.is_none(), "loadgen replies"),
+                    http,
                 };
                 let report = loadgen::run(&settings, &options).await?;
                 Output::new(report.to_string(), report.to_json())?
@@ -261,6 +280,31 @@ async fn upgrade_queues_command(settings: &Settings) -> anyhow::Result<Output> {
         .collect::<Vec<_>>()
         .join("\n");
     Output::new(text, &upgraded)
+}
+
+/// `loadgen --via http`'s target: the ingress on this host, the token given or a dev token.
+async fn http_target(
+    settings: &Settings,
+    concurrency: usize,
+    token: Option<String>,
+) -> anyhow::Result<HttpTarget> {
+    let ingress = settings
+        .ingress
+        .0
+        .as_ref()
+        .context("ingress.listen is not set: the ingress is off")?;
+    let token = match (token, &ingress.auth) {
+        (Some(token), _) => Some(token),
+        (None, AuthSettings::Jwt(_)) => {
+            Some(ingress::dev_token(ingress, "loadgen", Duration::from_secs(3600)).await?)
+        }
+        (None, _) => None,
+    };
+    Ok(HttpTarget {
+        url: format!("http://{}{}", probe::target(ingress.listen), ingress.path),
+        token,
+        concurrency,
+    })
 }
 
 /// `probe`.

@@ -26,6 +26,7 @@ use crate::{
     storage,
 };
 
+pub mod http;
 mod report;
 
 pub(crate) use report::LoadgenReport;
@@ -45,6 +46,8 @@ pub(crate) struct LoadgenOptions {
     pub(crate) timeout: Duration,
     /// Counts replies as they arrive.
     pub(crate) progress: Progress,
+    /// `--via http`: through the HTTP ingress instead of AMQP.
+    pub(crate) http: Option<http::HttpTarget>,
 }
 /// Unique PRIDs valid under the configured rules, `requests × batch` of them.
 pub fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
@@ -116,6 +119,9 @@ pub(crate) async fn run(
     if options.seed {
         seed_applications(settings, &prids).await?;
     }
+    if let Some(target) = &options.http {
+        return run_http(target, options, &prids).await;
+    }
     let connection = amqp::connect(&settings.amqp).await?;
     let (channel, reply_to, replies) = open_channel(&connection).await?;
 
@@ -131,6 +137,29 @@ pub(crate) async fn run(
     let received = collector.await.context("reply collector")??;
     options.progress.finish();
     let _ = connection.close(200, "loadgen done".into()).await;
+    report::summarize(options, prids.len(), started, &sent_at, &received)
+}
+
+/// [`run`] through the HTTP ingress: a 202 `QUEUED` or any error counts as an error.
+async fn run_http(
+    target: &http::HttpTarget,
+    options: &LoadgenOptions,
+    prids: &[String],
+) -> anyhow::Result<LoadgenReport> {
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        options.timeout,
+        http::send_all(target, prids, options.batch, options.rate, started),
+    )
+    .await
+    .context("the answers did not all arrive within --timeout")??;
+    options.progress.finish();
+    let sent_at: Vec<Instant> = sent.iter().map(|s| s.sent).collect();
+    let received = sent
+        .iter()
+        .enumerate()
+        .map(|(index, s)| (index, (s.answered, s.ok)))
+        .collect();
     report::summarize(options, prids.len(), started, &sent_at, &received)
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use support::*;
 
-use crate::{PATH, answer, code, ingress_env, keys::Keys, post};
+use crate::{PATH, answer, code, ingress_env, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_stored_and_answered_with_the_workers_reply_and_a_retry_gets_the_same() {

@@ -11,11 +11,7 @@ use tokio_rustls::rustls::{
 
 use support::*;
 
-use crate::{
-    Scratch, answer, code, ingress_env,
-    keys::{ISSUER, KID, Keys},
-    post,
-};
+use crate::{answer, code, ingress_env, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_refused_and_nothing_is_queued_and_the_cookie_is_accepted() {

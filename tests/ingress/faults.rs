@@ -11,7 +11,7 @@ use std::{
 
 use support::*;
 
-use crate::{Scratch, answer, code, free_port, ingress_env, keys::Keys, post};
+use crate::{answer, code, free_port, ingress_env, post};
 
 /// `prereg-sync ingress` as a process against `env`, with `extra` variables; returns it, its
 /// ingress address and its `/readyz` address, once ready.
@@ -293,7 +293,8 @@ async fn sigterm_answers_the_requests_in_progress_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter_cap_queued_at_once() {
+async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter_cap_queued_at_once()
+ {
     let keys = Keys::new();
     let scratch = Scratch::new();
     let env = TestEnv::new();
@@ -315,16 +316,34 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
     let token = keys.token();
     let waiting = {
         let (client, token, body) = (client.clone(), token.clone(), request_body(&ids[..1]));
-        tokio::spawn(async move { answer(post(&client, ingress, Some(&token), &body, &[]).await).await })
+        tokio::spawn(
+            async move { answer(post(&client, ingress, Some(&token), &body, &[]).await).await },
+        )
     };
     let broker = env.broker().await;
-    wait_until(Duration::from_secs(10), Duration::from_millis(20), "first request not queued", async || {
-        broker.depth(REQUEST_QUEUE).await == 1
-    })
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "first request not queued",
+        async || broker.depth(REQUEST_QUEUE).await == 1,
+    )
     .await;
     // The only waiter slot is taken: the next request is answered QUEUED once confirmed.
-    let (status, queued, _) = answer(post(&client, ingress, Some(&token), &request_body(&ids[1..2]), &[]).await).await;
-    assert_eq!((status, &queued["response"]["status"]), (202, &serde_json::json!("QUEUED")));
+    let (status, queued, _) = answer(
+        post(
+            &client,
+            ingress,
+            Some(&token),
+            &request_body(&ids[1..2]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, &queued["response"]["status"]),
+        (202, &serde_json::json!("QUEUED"))
+    );
     // Hold the second concurrency slot with a body that never finishes arriving.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let stalled = client
@@ -335,10 +354,22 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
         .send();
     let stalled = tokio::spawn(stalled);
     sender.send(Ok(b"{".to_vec())).await.unwrap();
-    wait_until(Duration::from_secs(10), Duration::from_millis(20), "no 503", async || {
-        let response = post(&client, ingress, Some(&token), &request_body(&ids[2..]), &[]).await;
-        response.status() == 503 && code(&answer(response).await.1) == "PRS_OVERLOADED"
-    })
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "no 503",
+        async || {
+            let response = post(
+                &client,
+                ingress,
+                Some(&token),
+                &request_body(&ids[2..]),
+                &[],
+            )
+            .await;
+            response.status() == 503 && code(&answer(response).await.1) == "PRS_OVERLOADED"
+        },
+    )
     .await;
     drop(sender);
     let _ = stalled.await;

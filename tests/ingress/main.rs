@@ -5,11 +5,9 @@
 mod api;
 mod auth;
 mod faults;
-mod keys;
 
 use std::net::SocketAddr;
 
-use keys::Keys;
 use support::*;
 
 /// MOSIP's route, the ingress's default path.
@@ -65,31 +63,6 @@ pub async fn answer(response: reqwest::Response) -> (u16, serde_json::Value, Vec
 /// The `errorCode` of an error envelope.
 pub fn code(body: &serde_json::Value) -> &str {
     body["errors"][0]["errorCode"].as_str().unwrap_or_default()
-}
-
-/// A directory of the test's files (keys, certificates), removed when dropped.
-pub struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    #[allow(clippy::new_without_default)] // creates a directory: not a default value
-    pub fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("prs-ingress-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// Writes `contents` to `name` in the directory; returns its path as a string.
-    pub fn write(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A free loopback port (for a process the test starts, which must be told its port).

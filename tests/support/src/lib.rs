@@ -11,6 +11,8 @@
 //! - `reply`: what a reply says, the replies of a stream by transaction, and the JSON Schemas
 //!   every received reply is checked against;
 //! - `proxy`: a TCP proxy that can cut a service off;
+//! - `keys`, `scratch`: the HTTP ingress's identity provider (a key pair, its JWKS, tokens) and
+//!   the directory of a test's files;
 //! - `wait`: polling for what the worker does in its own time.
 
 mod app;
@@ -18,8 +20,10 @@ mod broker;
 mod db;
 mod env;
 mod fixtures;
+mod keys;
 mod proxy;
 mod reply;
+mod scratch;
 mod wait;
 
 pub use app::{metric_at, prereg_sync, terminate};
@@ -28,10 +32,12 @@ pub use env::{TestEnv, config_dir, default_settings, must, psql, rabbitmqctl};
 pub use fixtures::{
     REQUEST_TIME, derived_transaction_id, now_utc, prids, properties, request_body,
 };
+pub use keys::{CLIENT, ISSUER, KID, Keys};
 pub use proxy::{POSTGRES, Proxy, RABBITMQ};
 pub use reply::{
     Answers, ERROR_SCHEMA, INGRESS_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical,
     assert_valid, by_transaction, check_reply_body, error_code, header_int, header_str, json,
     record_answer,
 };
+pub use scratch::Scratch;
 pub use wait::wait_until;

@@ -1,5 +1,5 @@
-//! The test's own identity provider: an ECDSA P-256 key pair, its JWKS written to a file the
-//! ingress reads, and tokens signed (or forged) by the test.
+//! A test's own identity provider for the HTTP ingress: an ECDSA P-256 key pair, its JWKS
+//! written to a file the ingress reads, and tokens signed (or forged) by the test.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -21,6 +21,7 @@ pub struct Keys {
 }
 
 impl Keys {
+    #[allow(clippy::new_without_default)] // generates a key pair and writes files: not a default value
     pub fn new() -> Keys {
         let dir = Scratch::new();
         let pair = KeyPair::generate().unwrap(); // P-256
