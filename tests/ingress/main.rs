@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod faults;
+mod openapi;
 
 use std::net::SocketAddr;
 
