@@ -81,3 +81,39 @@ async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Conne
     let runtime = lapin::runtime::default_runtime().context("starting lapin's runtime")?;
     Ok(Connection::connect_uri_with_config(uri, properties, tls, runtime).await?)
 }
+
+/// Declares a server-named, exclusive, auto-delete queue on `channel` and consumes it without
+/// acks: the private reply queue of a client that publishes requests (the HTTP ingress,
+/// `loadgen`). It lives as long as the connection; a reply lost with the client is stored, and
+/// a retry of its request gets it. Returns the queue's name (the requests' `reply_to`).
+pub(crate) async fn private_reply_queue(
+    channel: &lapin::Channel,
+) -> Result<(lapin::types::ShortString, lapin::Consumer), lapin::Error> {
+    use lapin::{
+        options::{BasicConsumeOptions, QueueDeclareOptions},
+        types::FieldTable,
+    };
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let replies = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name().clone(), replies))
+}

@@ -15,11 +15,7 @@ use std::{
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use lapin::{
-    BasicProperties,
-    options::{BasicConsumeOptions, QueueDeclareOptions},
-    types::{FieldTable, ShortString},
-};
+use lapin::{BasicProperties, types::ShortString};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -236,33 +232,11 @@ impl Link {
         topology::declare(&connection, &self.0.amqp, &self.0.retry_delays).await?;
         let publisher = Publisher::open(&connection, self.0.amqp.publish_timeout).await?;
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        // No acks: a reply lost with this process is stored, and a retry gets it.
-        let replies = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (reply_to, replies) = amqp::private_reply_queue(&channel).await?;
         let lost = CancellationToken::new();
         self.set_current(Some(Session {
             publisher,
-            reply_to: queue.name().clone(),
+            reply_to,
             lost: lost.clone(),
         }));
         tracing::info!("ingress connected to the broker");

@@ -12,10 +12,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::{
     BasicProperties,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    },
-    types::{FieldTable, ShortString},
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::ShortString,
 };
 
 use crate::{
@@ -176,31 +174,10 @@ async fn open_channel(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .context("enabling publisher confirms")?;
-    let reply_queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let (reply_to, replies) = amqp::private_reply_queue(&channel)
         .await
-        .context("declaring the reply queue")?;
-    let replies = channel
-        .basic_consume(
-            reply_queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .context("consuming replies")?;
-    Ok((channel, reply_queue.name().clone(), replies))
+        .context("declaring and consuming the reply queue")?;
+    Ok((channel, reply_to, replies))
 }
 
 /// Publishes one request per batch of `prids` (paced by `--rate`, counted from `started`) and
