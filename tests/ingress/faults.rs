@@ -385,3 +385,45 @@ fn tokio_stream_of(
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_the_logs_even_at_trace_level() {
+    let keys = Keys::new();
+    let scratch = Scratch::new();
+    let env = TestEnv::new();
+    env.migrate().await;
+    let ids = prids(1);
+    let (mut child, ingress, _) = spawn_ingress(
+        &env,
+        &keys,
+        &[
+            ("RUST_LOG", "trace"),
+            ("PREREG_SYNC__INGRESS__REPLY_TIMEOUT", "100ms"),
+        ],
+        &scratch,
+    )
+    .await;
+    let (valid, forged) = (keys.token(), keys.forged());
+    let client = reqwest::Client::new();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (client, token) in [(&client, &valid), (&client, &forged), (&h2, &valid)] {
+        post(client, ingress, Some(token), &request_body(&ids), &[]).await;
+    }
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(scratch.path("ingress.log")).unwrap();
+    assert!(
+        log.contains("ingress signing keys loaded"),
+        "the log was written"
+    );
+    assert!(log.contains("h2::"), "HTTP/2 frames were traced");
+    for token in [&valid, &forged] {
+        for part in token.split('.') {
+            assert!(!log.contains(part), "a token part reached the log");
+        }
+    }
+    assert!(!log.contains(&ids[0]), "a PRID reached the log");
+}

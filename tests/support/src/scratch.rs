@@ -11,6 +11,11 @@ impl Scratch {
         Scratch(dir)
     }
 
+    /// Where `name` is (or would be) in the directory.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
     /// Writes `contents` to `name` in the directory; returns its path as a string.
     pub fn write(&self, name: &str, contents: &str) -> String {
         let path = self.0.join(name);
