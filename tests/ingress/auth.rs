@@ -243,3 +243,80 @@ async fn a_client_certificate_is_accepted_under_mtls() {
         1
     );
 }
+
+/// Serves whatever `jwks` holds at `GET /certs`, as Keycloak serves its realm's keys.
+async fn jwks_server(jwks: Arc<std::sync::Mutex<serde_json::Value>>) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/certs",
+        axum::routing::get(move || {
+            let jwks = jwks.lock().unwrap().clone();
+            async move { jwks.to_string() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_the_jwks_url_and_a_rotated_key_is_fetched_on_its_unknown_kid() {
+    let (old, new) = (Keys::new(), Keys::with_kid("rotated-key"));
+    let jwks = Arc::new(std::sync::Mutex::new(old.jwks()));
+    let server = jwks_server(jwks.clone()).await;
+    let url = format!("http://{server}/certs");
+    let mut env = ingress_env(
+        &old,
+        &[
+            ("PREREG_SYNC__INGRESS__JWKS_URL", &url),
+            ("PREREG_SYNC__INGRESS__JWKS_REFRESH_INTERVAL", "0s"),
+        ],
+    );
+    env.vars.remove("PREREG_SYNC__INGRESS__JWKS_FILE");
+    env.spawn_app().await;
+    let ingress = env.ingress.unwrap();
+    let ids = prids(2);
+    env.seed_applications(&ids).await;
+    let client = reqwest::Client::new();
+    let (status, _, _) = answer(
+        post(
+            &client,
+            ingress,
+            Some(&old.token()),
+            &request_body(&ids[..1]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "the URL's key is trusted");
+    let (status, _, _) = answer(
+        post(
+            &client,
+            ingress,
+            Some(&new.token()),
+            &request_body(&ids[1..]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401, "a key the issuer does not publish");
+    // The issuer rotates: the new key is published, and a token naming it is accepted.
+    jwks.lock().unwrap()["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(new.jwks()["keys"][0].clone());
+    let (status, reply, _) = answer(
+        post(
+            &client,
+            ingress,
+            Some(&new.token()),
+            &request_body(&ids[1..]),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}

@@ -427,3 +427,26 @@ async fn no_token_reaches_the_logs_even_at_trace_level() {
     }
     assert!(!log.contains(&ids[0]), "a PRID reached the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_finish_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let mut env = ingress_env(
+        &keys,
+        &[("PREREG_SYNC__INGRESS__HEADER_READ_TIMEOUT", "1s")],
+    );
+    env.spawn_app().await;
+    let mut slow = tokio::net::TcpStream::connect(env.ingress.unwrap())
+        .await
+        .unwrap();
+    slow.write_all(b"POST /preregistration/v1/sync/consumedPreRegIds HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server closes the connection (after a 408, or without a word): reading reaches the end.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut answer))
+        .await
+        .expect("the ingress closed the connection")
+        .unwrap();
+}

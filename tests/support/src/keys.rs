@@ -16,6 +16,7 @@ pub const CLIENT: &str = "registration-processor";
 pub struct Keys {
     pub dir: Scratch,
     pair: KeyPair,
+    kid: String,
     pub jwks_file: String,
     pub private_key_file: String,
 }
@@ -23,11 +24,16 @@ pub struct Keys {
 impl Keys {
     #[allow(clippy::new_without_default)] // generates a key pair and writes files: not a default value
     pub fn new() -> Keys {
+        Keys::with_kid(KID)
+    }
+
+    /// A key pair published under `kid` (a rotated key, say).
+    pub fn with_kid(kid: &str) -> Keys {
         let dir = Scratch::new();
         let pair = KeyPair::generate().unwrap(); // P-256
         let point = pair.public_key_raw(); // 0x04 || x || y
         let jwks = json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": KID,
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
             "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
         }]});
@@ -36,6 +42,7 @@ impl Keys {
         Keys {
             dir,
             pair,
+            kid: kid.to_owned(),
             jwks_file,
             private_key_file,
         }
@@ -65,7 +72,12 @@ impl Keys {
     }
 
     pub fn token(&self) -> String {
-        self.sign(&Self::claims(), KID)
+        self.sign(&Self::claims(), &self.kid)
+    }
+
+    /// The JWKS (its one key), as written to `jwks_file`.
+    pub fn jwks(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&self.jwks_file).unwrap()).unwrap()
     }
 
     pub fn sign(&self, claims: &Value, kid: &str) -> String {
