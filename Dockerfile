@@ -100,8 +100,8 @@ USER 10001:10001
 # Reachable metrics and health endpoints, and logs for a pipeline (see Notes).
 ENV PREREG_SYNC__HTTP__LISTEN=0.0.0.0:9464 \
     PREREG_SYNC__LOG__FORMAT=json
-# Metrics / health HTTP server.
-EXPOSE 9464
+# Metrics / health HTTP server; the HTTP ingress when ingress.listen is set (e.g. 0.0.0.0:8093).
+EXPOSE 9464 8093
 # Ready = consuming, database reachable, broker not blocked. start-period
 # covers migrations and the first connection.
 HEALTHCHECK --interval=15s --timeout=6s --start-period=60s --retries=3 \
