@@ -208,3 +208,45 @@ async fn http2_and_http11_keep_alive_are_both_served() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_via_http_drives_the_ingress_and_reports_every_answer() {
+    let keys = Keys::new();
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let mut env = ingress_env(
+        &keys,
+        &[
+            ("PREREG_SYNC__INGRESS__LISTEN", &listen),
+            (
+                "PREREG_SYNC__INGRESS__DEV_SIGNING_KEY_FILE",
+                &keys.private_key_file,
+            ),
+        ],
+    );
+    env.spawn_app().await;
+    let out = env.cli_ok(&[
+        "--json",
+        "loadgen",
+        "--via",
+        "http",
+        "--requests",
+        "20",
+        "--batch",
+        "2",
+        "--concurrency",
+        "4",
+        "--seed-fake-applications",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["acks"].as_u64(), report["errors"].as_u64()),
+        (Some(20), Some(0)),
+        "{report}"
+    );
+    assert_eq!(env.rows("sync_transaction").await, 20);
+    assert_eq!(
+        env.count("SELECT count(*) FROM prereg.sync_transaction WHERE app_id = 'loadgen'")
+            .await,
+        20
+    );
+}
