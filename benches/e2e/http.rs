@@ -24,7 +24,7 @@ use support::Keys;
 
 use crate::{
     env::{Env, checkpoint, stop},
-    measure::sample_rss,
+    measure::{CpuSplit, sample_rss},
 };
 
 pub struct HttpScenario {
@@ -32,6 +32,8 @@ pub struct HttpScenario {
     /// Send to answer at half `requests_per_s`.
     pub latency: (Duration, Duration),
     pub ingress_peak_rss_mib: f64,
+    /// CPU seconds per 1,000 requests of the throughput step; `workers` is [worker, ingress].
+    pub cpu: CpuSplit,
 }
 
 pub async fn s6(requests: usize, latency_requests: usize) -> anyhow::Result<HttpScenario> {
@@ -70,7 +72,10 @@ pub async fn s6(requests: usize, latency_requests: usize) -> anyhow::Result<Http
         concurrency: 64,
     };
     let (throughput, rest) = prids.split_at(requests);
+    let pids = [worker.0.id(), ingress.0.id()];
+    let cpu_before = CpuSplit::sample(&pids);
     let sent = send_all(&target, throughput, 1, None, Instant::now()).await?;
+    let cpu = CpuSplit::sample(&pids).per_thousand(&cpu_before, requests);
     let first = sent.iter().map(|s| s.sent).min().context("no request")?;
     let last = sent.iter().map(|s| s.answered).max().context("no answer")?;
     let requests_per_s = requests as f64 / (last - first).as_secs_f64().max(1e-9);
@@ -97,6 +102,7 @@ pub async fn s6(requests: usize, latency_requests: usize) -> anyhow::Result<Http
         requests_per_s,
         latency: (percentile(&latencies, 0.50), percentile(&latencies, 0.99)),
         ingress_peak_rss_mib: peak_kib as f64 / 1024.0,
+        cpu,
     })
 }
 

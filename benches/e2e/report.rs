@@ -118,6 +118,9 @@ pub fn s6_only(s1: &Scenario, s6: &HttpScenario) {
         "| S6 ingress peak RSS | {:.1} MiB | | | < 64 MiB |",
         s6.ingress_peak_rss_mib
     );
+    cpu_row("S1", &s1.cpu);
+    // `workers` are the worker and the ingress, in that order.
+    cpu_row("S6 (worker + ingress)", &s6.cpu);
 }
 
 pub fn s1_only(probe_a: &BrokerProbe, s1: &Scenario) {

@@ -33,6 +33,9 @@ const ALLOWED: [Algorithm; 6] = [
 ];
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECONDS: u64 = 60;
+/// A key set older than this is reloaded before it is used again, so a key the issuer has
+/// withdrawn stops being trusted within this time even if no unknown `kid` asks for a reload.
+const KEY_SET_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Bound on one fetch of `jwks_url`.
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +117,9 @@ impl Verifier {
             return Err(Refusal::Unauthenticated);
         }
         let kid = header.kid.as_deref().ok_or(Refusal::Unauthenticated)?;
+        if self.stale() {
+            self.refresh().await;
+        }
         let jwk = match self.key(kid) {
             Some(jwk) => jwk,
             None => {
@@ -181,7 +187,13 @@ impl Verifier {
         })
     }
 
-    /// Reloads the key set for an unknown `kid`, unless it was loaded within the refresh
+    /// Whether the key set was loaded longer than [`KEY_SET_MAX_AGE`] ago (or never).
+    fn stale(&self) -> bool {
+        let loaded_at = self.0.loaded_at.lock().unwrap_or_else(|e| e.into_inner());
+        loaded_at.is_none_or(|at| at.elapsed() > KEY_SET_MAX_AGE)
+    }
+
+    /// Reloads the key set for an unknown `kid` (or a stale set), unless it was loaded within the refresh
     /// interval (so a stream of made-up `kid`s cannot hammer the issuer).
     async fn refresh(&self) {
         {
