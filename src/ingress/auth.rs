@@ -3,7 +3,8 @@
 //!
 //! Only the asymmetric algorithms of the contract are accepted, and the key must come from the
 //! configured set under the token's `kid`: a token cannot choose its own key, `none`, or an HMAC
-//! keyed with a public key. Refusals carry no detail to the caller; the token itself is never
+//! keyed with a public key. A token verified once is remembered until it expires
+//! (`verified.rs`). Refusals carry no detail to the caller; the token itself is never
 //! logged, and neither is anything read from it before its signature is verified.
 
 use std::{
@@ -15,11 +16,12 @@ use std::{
 use anyhow::Context;
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::{
-    Algorithm, DecodingKey, Validation, decode, decode_header,
+    Algorithm, DecodingKey, Validation, decode, decode_header, get_current_timestamp,
     jwk::{Jwk, JwkSet},
 };
 use serde_json::Value;
 
+use super::verified::VerifiedTokens;
 use crate::config::{JwtSettings, KeySource};
 
 /// The contract's algorithms: RSA, RSA-PSS and ECDSA only.
@@ -54,6 +56,7 @@ struct Inner {
     settings: JwtSettings,
     validation: Validation,
     source: Source,
+    verified: VerifiedTokens,
     keys: RwLock<JwkSet>,
     /// When the key set was last (re)loaded; refreshes are at most one per interval.
     loaded_at: Mutex<Option<Instant>>,
@@ -96,6 +99,7 @@ impl Verifier {
             settings: settings.clone(),
             validation,
             source,
+            verified: VerifiedTokens::new(LEEWAY_SECONDS),
             keys: RwLock::new(JwkSet { keys: Vec::new() }),
             loaded_at: Mutex::new(None),
         }));
@@ -112,6 +116,17 @@ impl Verifier {
     /// The caller's `app_id` (`azp`, else `client_id`, else `sub`) when the token is valid and
     /// holds a required role.
     pub(crate) async fn verify(&self, token: &str) -> Result<String, Refusal> {
+        let now = get_current_timestamp();
+        if let Some(app_id) = self.0.verified.get(token, now) {
+            return Ok(app_id);
+        }
+        let (app_id, exp) = self.verify_signed(token).await?;
+        self.0.verified.insert(token, app_id.clone(), exp, now);
+        Ok(app_id)
+    }
+
+    /// The full verification of a token not verified before: its `app_id` and `exp`.
+    async fn verify_signed(&self, token: &str) -> Result<(String, u64), Refusal> {
         let header = decode_header(token).map_err(|_| Refusal::Unauthenticated)?;
         if !ALLOWED.contains(&header.alg) {
             return Err(Refusal::Unauthenticated);
@@ -146,12 +161,17 @@ impl Verifier {
         if !self.has_role(&claims) {
             return Err(Refusal::Forbidden);
         }
-        ["azp", "client_id", "sub"]
+        let app_id = ["azp", "client_id", "sub"]
             .iter()
             .find_map(|claim| claims.get(*claim).and_then(Value::as_str))
             .filter(|client| !client.is_empty())
-            .map(str::to_owned)
-            .ok_or(Refusal::Forbidden)
+            .ok_or(Refusal::Forbidden)?;
+        // `exp` is a required claim, checked above; not a whole number: remembered for no time.
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        Ok((app_id.to_owned(), exp))
     }
 
     /// The `kid`s of the key set as loaded.

@@ -15,6 +15,7 @@ mod link;
 mod routes;
 mod server;
 pub(crate) mod settings;
+mod verified;
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 

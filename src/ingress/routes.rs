@@ -72,7 +72,6 @@ pub(crate) async fn submit(
         .iter()
         .find_map(|name| parts.headers.get(*name))
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-    let identity = Identity::of(message_id.as_deref(), &body);
     let submitted = ingress
         .link
         .submit(Submission {
@@ -91,17 +90,18 @@ pub(crate) async fn submit(
     };
     match reply {
         Some(reply) => json(StatusCode::OK, reply),
-        None => json(
-            StatusCode::ACCEPTED,
-            envelope(
-                Some(Queued {
-                    transaction_id: identity.transaction_id.as_str(),
-                    status: "QUEUED",
-                }),
-                None,
-                Utc::now(),
-            ),
-        ),
+        None => {
+            // The transaction ID the worker will use, as it derives it.
+            let identity = Identity::of(message_id.as_deref(), &body);
+            let queued = Queued {
+                transaction_id: identity.transaction_id.as_str(),
+                status: "QUEUED",
+            };
+            json(
+                StatusCode::ACCEPTED,
+                envelope(Some(queued), None, Utc::now()),
+            )
+        }
     }
 }
 
