@@ -5,6 +5,7 @@
 mod schemas;
 
 mod consumed_job;
+mod dlq_reads;
 mod failures;
 mod hostile_input;
 mod idempotency;

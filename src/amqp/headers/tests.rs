@@ -144,12 +144,18 @@ fn deeply_nested_and_numerous_headers_stay_within_budget() {
 #[test]
 fn replay_strips_failure_headers_and_counts() {
     let failed = failure_properties(&with_headers(&[]), &failure("boom"));
-    let replayed = replay_properties(&replay_properties(&failed));
+    let first_failure = string(failed.headers().as_ref(), FIRST_FAILURE_TIME).map(str::to_owned);
+    let replayed = replay_properties(&replay_properties(&failed, Utc::now()), Utc::now());
     let headers = replayed.headers().as_ref();
     assert_eq!(integer(headers, REPLAY_COUNT), Some(2));
     for key in FAILURE_HEADERS {
         assert!(!headers.unwrap().contains_key(key), "{key}");
     }
+    assert_eq!(
+        string(headers, FIRST_FAILURE_TIME).map(str::to_owned),
+        first_failure
+    );
+    assert!(string(headers, REPLAY_TIME).is_some());
     assert_eq!(string(headers, TRANSACTION_ID), Some("tx-1"));
 }
 
