@@ -20,3 +20,4 @@ mod secrets_in_logs;
 mod store;
 mod tls;
 mod validation;
+mod verdicts;

@@ -10,7 +10,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
-use crate::message::{ReplyKind, TransactionId, envelope::parse_request_time, format_timestamp};
+use crate::message::{Identity, ReplyKind, envelope::parse_request_time, format_timestamp};
 
 /// The whole header table the worker sends stays within this, far below `frame_max`.
 pub(crate) const HEADER_BUDGET: usize = 16 * 1024;
@@ -92,19 +92,35 @@ pub(crate) fn long_string(value: &str) -> AMQPValue {
 
 /// Properties of a reply: `correlation_id` echoed (else the transaction ID), a deterministic
 /// `message_id` so consumers can de-duplicate, persistent, typed, and the transaction header.
+/// A request whose `message_id` is no transaction ID has none: its reply names no transaction
+/// (the body-derived ID may be another request's), and its `message_id`,
+/// `invalid-message-id.<derived ID>.error`, is longer than any transaction ID can be.
 pub(crate) fn reply_properties(
-    transaction_id: &TransactionId,
+    identity: &Identity,
     correlation_id: Option<&ShortString>,
     kind: ReplyKind,
 ) -> BasicProperties {
+    let transaction_id = &identity.transaction_id;
     let mut headers = FieldTable::default();
-    headers.insert(TRANSACTION_ID.into(), long_string(transaction_id.as_str()));
-    let correlation = correlation_id
-        .cloned()
-        .unwrap_or_else(|| transaction_id.as_str().into());
-    BasicProperties::default()
-        .with_correlation_id(correlation)
-        .with_message_id(format!("{transaction_id}.{}", kind.as_str()).into())
+    let mut properties = BasicProperties::default();
+    if identity.message_id_ok {
+        headers.insert(TRANSACTION_ID.into(), long_string(transaction_id.as_str()));
+        properties = properties
+            .with_message_id(format!("{transaction_id}.{}", kind.as_str()).into())
+            .with_correlation_id(
+                correlation_id
+                    .cloned()
+                    .unwrap_or_else(|| transaction_id.as_str().into()),
+            );
+    } else {
+        properties = properties.with_message_id(
+            format!("invalid-message-id.{transaction_id}.{}", kind.as_str()).into(),
+        );
+        if let Some(correlation_id) = correlation_id {
+            properties = properties.with_correlation_id(correlation_id.clone());
+        }
+    }
+    properties
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_type(kind.as_str().into())
