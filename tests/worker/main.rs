@@ -17,6 +17,7 @@ mod operations;
 mod progress;
 mod report;
 mod secrets_in_logs;
+mod sender_routing;
 mod store;
 mod tls;
 mod validation;

@@ -5,29 +5,12 @@
 use std::time::Duration;
 
 use lapin::{
-    options::{BasicPublishOptions, QueueDeclareOptions},
+    options::BasicPublishOptions,
     types::{AMQPValue, FieldTable},
 };
 use support::*;
 
-/// A queue that refuses every publish (`x-max-length` 0, `reject-publish`).
-async fn refusing_queue(broker: &Broker, queue: &str) {
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
-    arguments.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    broker
-        .channel
-        .queue_declare(queue.into(), options, arguments)
-        .await
-        .unwrap();
-}
+use crate::one_answer::full_reply_queue;
 
 /// The fixtures' request time is days old: a one-hour age limit rejects it at once.
 fn too_old_env() -> TestEnv {
@@ -44,7 +27,7 @@ async fn a_rejection_stands_when_its_error_reply_takes_the_retry_tiers() {
     let ids = prids(2);
     env.seed_applications(&ids).await;
     let broker = env.broker().await;
-    refusing_queue(&broker, "rp.refusing").await;
+    full_reply_queue(&broker, "rp.refusing", 0).await;
     broker
         .publish(
             &request_body(&ids),
