@@ -146,7 +146,7 @@ async fn drain(
             .context("acking a moved message")?;
         moved += 1;
     }
-    let _ = channel.close(200, "moved".into()).await;
+    super::close_within(channel.close(200, "moved".into())).await;
     Ok(moved)
 }
 

@@ -215,8 +215,8 @@ impl DeadLetterQueue {
 
     pub(super) async fn close(self) {
         self.publisher.close().await;
-        let _ = self.channel.close(200, "done".into()).await;
-        let _ = self.connection.close(200, "done".into()).await;
+        amqp::close_within(self.channel.close(200, "done".into())).await;
+        amqp::close_within(self.connection.close(200, "done".into())).await;
     }
 }
 

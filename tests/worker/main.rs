@@ -18,6 +18,7 @@ mod progress;
 mod report;
 mod secrets_in_logs;
 mod sender_routing;
+mod silent_broker;
 mod store;
 mod tls;
 mod validation;
