@@ -21,5 +21,6 @@ mod sender_routing;
 mod silent_broker;
 mod store;
 mod tls;
+mod upgrade_guards;
 mod validation;
 mod verdicts;
