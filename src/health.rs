@@ -161,6 +161,7 @@ const CAN_WRITE: &str = "SELECT NOT pg_is_in_recovery() \
      AND has_table_privilege('prereg.intf_processed_prereg_list', 'INSERT') \
      AND has_table_privilege('prereg.sync_audit', 'INSERT') \
      AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE') \
+     AND has_table_privilege('prereg.sync_rejection', 'SELECT, INSERT, UPDATE, DELETE') \
      AND has_table_privilege('prereg.applicant_demographic', 'SELECT') \
      AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')";
 
@@ -180,6 +181,13 @@ fn forget_stale(pool: &Pool, since: Option<Instant>) {
             "pooled database connections from before the outage dropped"
         );
     }
+}
+
+/// Whether the database can take the worker's writes now (its grants included): tells a role
+/// that lost a grant (an outage) from a row-level security policy refusing one request's rows,
+/// both SQLSTATE 42501.
+pub(crate) async fn can_write(pool: &Pool) -> bool {
+    check(pool).await.is_ok()
 }
 
 async fn check(pool: &Pool) -> Result<(), StorageError> {

@@ -89,7 +89,7 @@ impl Processor {
     ) -> Processor {
         Processor {
             lookups: Batcher::start(Lookups(pool.clone())),
-            stores: Batcher::start(Stores(pool.clone())),
+            stores: Batcher::start(Stores::new(pool.clone())),
             pool,
             validator: RequestValidator::new(validation),
             require_known_application: validation.require_known_application,

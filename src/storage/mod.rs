@@ -33,6 +33,9 @@ pub(crate) enum StorageError {
     /// A bug met while handling the request (a panic caught at the batch boundary); trying
     /// again from the top, with the lookup first, settles what was or was not committed.
     Internal(&'static str),
+    /// The failure of the batch this request was handled in, as every request of it but the
+    /// first gets it (a driver error cannot be cloned): its class and description.
+    OfBatch(FailureClass, String),
 }
 
 impl StorageError {
@@ -43,6 +46,7 @@ impl StorageError {
             StorageError::Raced(_) | StorageError::Internal(_) => {
                 return FailureClass::Transient;
             }
+            StorageError::OfBatch(class, _) => return *class,
             StorageError::Db(err) => err,
         };
         let Some(code) = err.code() else {
@@ -58,7 +62,10 @@ impl StorageError {
 /// never succeed on retry; contention and timeouts may.
 pub(crate) fn classify_sqlstate(code: &SqlState) -> FailureClass {
     let class = &code.code()[..2];
-    if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        return FailureClass::Refused;
+    }
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         return FailureClass::InfrastructureDown;
     }
     match class {
@@ -135,6 +142,7 @@ impl std::fmt::Display for StorageError {
             StorageError::Db(err) => write!(f, "database error: {}", describe(err)),
             StorageError::Raced(why) => write!(f, "database race: {why}"),
             StorageError::Internal(why) => write!(f, "internal error: {why}"),
+            StorageError::OfBatch(_, description) => f.write_str(description),
         }
     }
 }
@@ -288,7 +296,7 @@ mod tests {
             (SqlState::CONNECTION_FAILURE, InfrastructureDown),
             (SqlState::TOO_MANY_CONNECTIONS, InfrastructureDown),
             (SqlState::DISK_FULL, InfrastructureDown),
-            (SqlState::INSUFFICIENT_PRIVILEGE, InfrastructureDown),
+            (SqlState::INSUFFICIENT_PRIVILEGE, Refused),
             (SqlState::READ_ONLY_SQL_TRANSACTION, InfrastructureDown),
             (SqlState::STRING_DATA_RIGHT_TRUNCATION, Permanent),
             (SqlState::NOT_NULL_VIOLATION, Permanent),

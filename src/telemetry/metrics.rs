@@ -49,6 +49,7 @@ pub(super) struct RequestFamilies {
     pub(super) in_flight: IntGauge,
     pub(super) replayed: IntCounter,
     pub(super) audit_write_failures: IntCounter,
+    pub(super) database_refusals: IntCounter,
 }
 
 pub(super) struct BrokerFamilies {
@@ -173,6 +174,10 @@ impl RequestFamilies {
             audit_write_failures: r.counter(
                 "audit_write_failures_total",
                 "Audit rows of an already decided outcome that could not be written",
+            ),
+            database_refusals: r.counter(
+                "database_refusals_total",
+                "Requests whose rows the database refused with its grants intact (SQLSTATE 42501: row-level security), dead-lettered",
             ),
         }
     }

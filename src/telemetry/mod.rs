@@ -12,7 +12,7 @@ use std::{fmt, time::Duration};
 use prometheus::IntGauge;
 
 use self::labels::{JobPridResult, JobRunStatus, LabelSet, PoolState, PridResult, RetryKind};
-use crate::message::{ErrorCode, ReplyKind};
+use crate::message::{ErrorCode, ReplyKind, TransactionId};
 
 pub(crate) mod labels;
 mod logging;
@@ -114,6 +114,21 @@ impl Metrics {
     pub(crate) fn audit_write_failed(&self, event: &'static str, error: &dyn fmt::Display) {
         self.0.requests.audit_write_failures.inc();
         tracing::error!(event, error = %error, "audit row not written; the outcome stands");
+    }
+
+    /// The database refused a request's rows (SQLSTATE 42501 with the worker's grants intact:
+    /// a row-level security policy); the request is dead-lettered, not retried.
+    pub(crate) fn database_refused(
+        &self,
+        transaction_id: &TransactionId,
+        error: &dyn fmt::Display,
+    ) {
+        self.0.requests.database_refusals.inc();
+        tracing::error!(
+            %transaction_id,
+            error = %error,
+            "the database refused this request's rows (a row-level security policy?): dead-lettered; check the policies on prereg's tables for the worker's role"
+        );
     }
 
     /// A request came back from a DLQ replay (it carries `x-replay-count`).

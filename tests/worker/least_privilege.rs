@@ -10,7 +10,7 @@ const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";
 const WRITE: &str = r"^(amq\.default|prereg\.reverse-sync(\..+)?)$";
 const READ: &str = r"^prereg\.reverse-sync(\..+)?$";
 
-struct Cleanup {
+pub(crate) struct Cleanup {
     user: String,
     role: String,
     database: String,
@@ -33,7 +33,7 @@ impl Drop for Cleanup {
 /// Creates the documented RabbitMQ user and PostgreSQL role (the database migrated) and points
 /// the worker at them, with no migration or creation of its own; both are removed when the
 /// returned guard is dropped.
-fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
+pub(crate) fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
     // The guard first: whatever is made below is removed even if a step fails.
     let cleanup = Cleanup {
         user: format!("prs-lp-{}", env.id),

@@ -4,6 +4,7 @@
 
 mod schemas;
 
+mod batch_failures;
 mod consumed_job;
 mod dlq_reads;
 mod failures;

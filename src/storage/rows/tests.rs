@@ -128,7 +128,7 @@ async fn a_stored_prid_falls_back(
         matches!(&refused, StorageError::Db(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION)),
         "{refused}"
     );
-    let answers = Stores(pool.clone()).handle(&again).await.unwrap();
+    let answers = Stores::new(pool.clone()).handle(&again).await.unwrap();
     assert_eq!(
         answers.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
         [StoreOutcome::Stored { newly_processed: 1 }]
@@ -164,7 +164,7 @@ async fn a_recorded_transaction_falls_back(
     processed: &str,
 ) {
     let batch = [new("tx-d", &["p5"], 12), new("tx-e", &["p6"], 12)];
-    let answers = Stores(pool.clone()).handle(&batch).await.unwrap();
+    let answers = Stores::new(pool.clone()).handle(&batch).await.unwrap();
     let answers: Vec<StoreOutcome> = answers.into_iter().map(Result::unwrap).collect();
     assert!(
         matches!(&answers[0], StoreOutcome::AlreadyRecorded(recorded) if recorded.reply_body == b"tx-d"),

@@ -16,7 +16,7 @@ use super::request::{InboundRequest, ReplyToPolicy};
 use crate::{
     amqp::headers,
     config::AmqpSettings,
-    health::Health,
+    health::{self, Health},
     message::ErrorCode,
     processor::{Decision, Processor, Verdict},
     retry::{FailureClass, RetryPolicy},
@@ -121,6 +121,10 @@ impl Handler {
             }
             Err(err) => {
                 // Permanent: a statement the database can never accept for this request.
+                if err.class() == FailureClass::Refused {
+                    self.metrics
+                        .database_refused(&request.identity.transaction_id, &err);
+                }
                 let message = err.to_string();
                 let answer = ErrorAnswer::ReplyUnlessStored;
                 self.dead_letter(&request, ErrorCode::StoreFailed, &message, answer, cancel)
@@ -147,8 +151,17 @@ impl Handler {
                 .when(|err: &StorageError| err.class() == FailureClass::Transient)
                 .notify(|err, delay| self.metrics.retrying_immediately(err, delay))
                 .await;
+            let outage = match &result {
+                Err(err) if err.class() == FailureClass::Refused => {
+                    // A lost grant is an outage; a row-level security policy refusing this
+                    // request's rows is the request's own (see `retry`).
+                    !health::can_write(self.processor.pool()).await
+                }
+                Err(err) => err.class() == FailureClass::InfrastructureDown,
+                Ok(_) => false,
+            };
             match result {
-                Err(err) if err.class() == FailureClass::InfrastructureDown => {
+                Err(err) if outage => {
                     tracing::debug!(error = %err, "database unavailable; holding delivery");
                     self.health.report_database_down();
                     tokio::select! {
