@@ -268,7 +268,7 @@ async fn answer_all(
         .filter(|(_, first)| !**first)
         .map(|(new, _)| new.transaction_id.as_str())
         .collect();
-    let recorded = find_all(&*client, &duplicate_ids)
+    let recorded = find_all(client, &duplicate_ids)
         .await
         .map_err(|err| (err.class(), err.to_string()));
     Ok(news
