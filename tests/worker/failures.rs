@@ -55,11 +55,11 @@ async fn a_transient_failure_succeeds_through_retries() {
             .await,
         1.0
     );
-    assert_eq!(
-        env.metric("prereg_sync_messages_total{outcome=\"stored\"}")
-            .await,
-        1.0
-    );
+    // The outcome is counted once the ack is sent, which is after the reply.
+    let stored = "prereg_sync_messages_total{outcome=\"stored\"}";
+    env.wait_for_metric(stored, 1.0, Duration::from_secs(10))
+        .await;
+    assert_eq!(env.metric(stored).await, 1.0);
     assert_eq!(env.rows("processed_prereg_list").await, 2);
     assert_eq!(broker.depth(DLQ).await, 0);
     env.stop_app().await;
