@@ -217,7 +217,7 @@ async fn migrate_command(settings: &Settings) -> anyhow::Result<Output> {
 async fn upgrade_queues_command(settings: &Settings) -> anyhow::Result<Output> {
     let connection = amqp::connect(&settings.amqp).await?;
     let upgraded = upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await;
-    let _ = connection.close(200, "upgraded".into()).await;
+    crate::amqp::close_within(connection.close(200, "upgraded".into())).await;
     let upgraded = upgraded?;
     let text = upgraded
         .iter()

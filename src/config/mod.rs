@@ -66,6 +66,9 @@ pub struct AmqpSettings {
     pub reconnect_max_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// Bound on opening a connection (TCP, TLS and the AMQP handshake).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     #[serde(default)]
     pub tls: AmqpTlsSettings,
 }

@@ -160,6 +160,11 @@ impl Source for Reader {
         }
         Ok(None)
     }
+
+    async fn keep(&mut self, _: Restored) -> anyhow::Result<bool> {
+        // A message not replayed stays in the file only: nothing to do, nothing kept in a queue.
+        Ok(false)
+    }
 }
 
 /// Publishes archived messages as replays; the archive itself is never changed.
@@ -169,11 +174,6 @@ struct Replayer<'a> {
 }
 
 impl Sink<Restored> for Replayer<'_> {
-    async fn keep(&self, _: Restored) -> anyhow::Result<bool> {
-        // A message not replayed stays in the file only: nothing to do, nothing kept in a queue.
-        Ok(false)
-    }
-
     async fn act(&self, message: Restored) -> anyhow::Result<()> {
         let copy = rework::replay_copy(&message.properties, self.settings);
         self.queue.forward(copy, &message.body).await

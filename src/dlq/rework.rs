@@ -23,7 +23,8 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rework {
     /// Back to its original exchange and routing key with a fresh retry budget,
-    /// `x-replay-count` incremented and the failure headers removed; at most `rate` per second.
+    /// `x-replay-count` incremented, `x-replay-time` set and the failure headers removed (but
+    /// `x-first-failure-time`); at most `rate` per second.
     Replay { rate: Option<f64> },
     /// Removed from the queue (the caller has required `--yes`).
     Delete,
@@ -73,14 +74,14 @@ pub(super) trait Source {
 
     /// The next message and its row, or `None` at the end.
     async fn next(&mut self) -> anyhow::Result<Option<(Row, Self::Message)>>;
+
+    /// Leaves a message where it was (not selected, or a dry run); true when it stays in the
+    /// queue (re-published at its tail), which the summary counts as kept.
+    async fn keep(&mut self, message: Self::Message) -> anyhow::Result<bool>;
 }
 
-/// How the loop acts on the messages of a real (not dry) run.
+/// How the loop acts on the selected messages of a real (not dry) run.
 pub(super) trait Sink<M> {
-    /// Leaves a message that was not selected; true when it stays in the queue (re-published
-    /// at its tail), which the summary counts as kept.
-    async fn keep(&self, message: M) -> anyhow::Result<bool>;
-
     /// Replays or deletes a selected message.
     async fn act(&self, message: M) -> anyhow::Result<()>;
 }
@@ -108,18 +109,13 @@ pub(crate) async fn rework(
     };
     let target = auditor.as_ref().map(|auditor| (sink, auditor));
     let outcome = run(walk, target, mode, options, would).await;
-    if options.dry_run {
-        // A dry run took every message without acting on any: all go back, order kept.
-        queue.hand_back().await?;
-    }
-    let summary = outcome?;
     queue.close().await;
-    Ok(summary)
+    outcome
 }
 
 /// The loop: every message of `source` is examined; the selected ones (filter, then limit) are
 /// acted on by `target`'s sink and audited by its auditor, the others kept. Without a target
-/// (a dry run) nothing is acted on, and `would` is told each selected message instead.
+/// (a dry run) every message is kept, and `would` is told each selected message.
 pub(super) async fn run<S: Source, K: Sink<S::Message>>(
     mut source: S,
     target: Option<(K, &Auditor)>,
@@ -139,10 +135,11 @@ pub(super) async fn run<S: Source, K: Sink<S::Message>>(
             if selected {
                 would(&row);
             }
+            source.keep(message).await?;
             continue;
         };
         if !selected {
-            summary.kept += u64::from(sink.keep(message).await?);
+            summary.kept += u64::from(source.keep(message).await?);
             continue;
         }
         if let Some(pause) = pause {
@@ -169,7 +166,7 @@ pub(super) fn replay_copy(original: &BasicProperties, settings: &Settings) -> Fo
     Forward {
         exchange: exchange.to_owned(),
         routing_key: routing_key.to_owned(),
-        properties: headers::replay_properties(original),
+        properties: headers::replay_properties(original, chrono::Utc::now()),
     }
 }
 
@@ -182,6 +179,11 @@ impl Source for Walk<'_> {
             .await?
             .map(|(position, delivery)| (Row::of(position, &delivery, false), delivery)))
     }
+
+    async fn keep(&mut self, delivery: Delivery) -> anyhow::Result<bool> {
+        self.queue().carry_out(&delivery, Action::Keep).await?;
+        Ok(true)
+    }
 }
 
 /// Acts on messages taken from the queue: every one taken is carried out before the next.
@@ -192,11 +194,6 @@ struct QueueSink<'a> {
 }
 
 impl Sink<Delivery> for QueueSink<'_> {
-    async fn keep(&self, delivery: Delivery) -> anyhow::Result<bool> {
-        self.queue.carry_out(&delivery, Action::Keep).await?;
-        Ok(true)
-    }
-
     async fn act(&self, delivery: Delivery) -> anyhow::Result<()> {
         let action = match self.mode {
             Rework::Replay { .. } => {

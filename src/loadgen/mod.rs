@@ -130,7 +130,7 @@ pub(crate) async fn run(
     let sent_at = publish_requests(&channel, settings, options, &prids, &reply_to, started).await?;
     let received = collector.await.context("reply collector")??;
     options.progress.finish();
-    let _ = connection.close(200, "loadgen done".into()).await;
+    crate::amqp::close_within(connection.close(200, "loadgen done".into())).await;
     report::summarize(options, prids.len(), started, &sent_at, &received)
 }
 

@@ -27,11 +27,33 @@ pub(crate) struct Incoming<'a> {
     pub(crate) content_type: Option<&'a str>,
     /// The registration processor's ID, `unknown` when absent.
     pub(crate) app_id: &'a str,
-    /// When `validation.max_request_age` is judged against: the moment of the request's first
-    /// attempt, so time spent held in an outage does not age it. `None` for a request that has
-    /// been attempted before (a redelivery, a retry tier, a replay): it was judged then, and is
-    /// not judged again.
-    pub(crate) age_judged_at: Option<DateTime<Utc>>,
+    /// Which attempt of the request this is, and so what is judged.
+    pub(crate) trial: Trial,
+}
+
+/// Which attempt of a request a delivery is. The first verdict on a request stands for every
+/// later attempt of it; only an operator's replay judges it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trial {
+    /// The first attempt: judged in full, its age against the moment it arrived (so time spent
+    /// held in an outage does not age it).
+    First { arrived: DateTime<Utc> },
+    /// The first attempt after a `dlq replay`: judged again, but for its age (it was judged
+    /// at its first attempt, and a replay would otherwise always find it too old).
+    Replayed,
+    /// A later attempt (a redelivery, a copy back from a retry tier): a rejection given
+    /// before stands.
+    Again,
+}
+
+impl Trial {
+    /// When `validation.max_request_age` is judged against; `None`: not at all.
+    fn age_judged_at(self) -> Option<DateTime<Utc>> {
+        match self {
+            Trial::First { arrived } => Some(arrived),
+            Trial::Replayed | Trial::Again => None,
+        }
+    }
 }
 
 /// The outcome of one request.
@@ -84,6 +106,9 @@ impl Processor {
         identity: &Identity,
     ) -> Result<Decision, StorageError> {
         let now = Utc::now();
+        if let Some(standing) = self.standing_verdict(incoming.trial, identity).await? {
+            return Ok(standing);
+        }
         let transaction_id = identity.transaction_id.as_str();
         // Validation is pure, so it runs first and the two reads it allows (the transaction
         // lookup and the known-application check) go to the server together, batched with
@@ -93,7 +118,7 @@ impl Processor {
             incoming.content_type,
             identity.message_id_ok,
             incoming.body,
-            incoming.age_judged_at,
+            incoming.trial.age_judged_at(),
         );
         let well_formed: Vec<String> = validated
             .as_ref()

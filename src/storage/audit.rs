@@ -44,7 +44,7 @@ impl AuditEvent {
         }
     }
 
-    fn outcome(self) -> &'static str {
+    pub(super) fn outcome(self) -> &'static str {
         match self {
             AuditEvent::Stored
             | AuditEvent::Duplicate
@@ -103,18 +103,17 @@ pub(crate) async fn write_all(
     Ok(())
 }
 
+/// The statement inserting one row: event time, app ID, transaction ID, event, outcome, code.
+pub(super) const INSERT_ONE: &str = "INSERT INTO prereg.sync_audit \
+    (event_time, app_id, transaction_id, event, outcome, error_code) VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// Like [`write()`] with an explicit outcome (a job run's status).
 pub(crate) async fn write_with_outcome(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
     outcome: &str,
 ) -> Result<(), StorageError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
+    let statement = client.prepare_cached(INSERT_ONE).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         &record.at,
         &record.app_id,

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "pending_in_storage_order",
         include_str!("../../sql/0005_pending_in_storage_order.sql"),
     ),
+    (
+        6,
+        "sync_rejection",
+        include_str!("../../sql/0006_sync_rejection.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.

@@ -5,6 +5,7 @@
 mod schemas;
 
 mod consumed_job;
+mod dlq_reads;
 mod failures;
 mod hostile_input;
 mod idempotency;
@@ -16,6 +17,10 @@ mod operations;
 mod progress;
 mod report;
 mod secrets_in_logs;
+mod sender_routing;
+mod silent_broker;
 mod store;
 mod tls;
+mod upgrade_guards;
 mod validation;
+mod verdicts;

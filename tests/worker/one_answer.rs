@@ -157,7 +157,7 @@ async fn a_full_reply_queue_gets_no_error_reply_and_a_replay_delivers_the_stored
 
 /// Declares `queue` full: `n` fillers in it and room for no more (`x-max-length`,
 /// `reject-publish`), so once the fillers are taken there is room for exactly `n` replies.
-async fn full_reply_queue(broker: &Broker, queue: &str, n: usize) {
+pub(crate) async fn full_reply_queue(broker: &Broker, queue: &str, n: usize) {
     let mut arguments = FieldTable::default();
     arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(n as i64));
     arguments.insert("x-overflow".into(), long("reject-publish"));
