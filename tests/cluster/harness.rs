@@ -134,7 +134,7 @@ impl Drop for ClusterEnv {
     fn drop(&mut self) {
         // Whatever the test left down comes back for the next one.
         let _ = Command::new(script_path("cluster")).arg("up").output();
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["-n", "c1@localhost", "delete_vhost", &self.env.vhost])
             .output();
     }

@@ -1,7 +1,7 @@
 //! The documented least-privilege RabbitMQ permissions and PostgreSQL role (sql/roles/) are
 //! enough for the worker's full store-and-reply flow and for the consumed-status job.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use support::*;
 
@@ -18,7 +18,7 @@ pub(crate) struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])
             .output();
         let sql = format!("DROP OWNED BY {0}; ", self.role);
@@ -62,14 +62,11 @@ pub(crate) fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
     ]));
     env.vars.insert(
         "AMQP_URL".into(),
-        format!("amqp://{user}:lp-password@127.0.0.1:5672/{}", env.vhost),
+        amqp_url(&format!("{user}:lp-password"), &env.vhost),
     );
     env.vars.insert(
         "DATABASE_URL".into(),
-        format!(
-            "postgres://{role}:lp-password@127.0.0.1:5432/{}",
-            env.database
-        ),
+        postgres_url(&format!("{role}:lp-password"), &env.database),
     );
     env.vars.insert(
         "PREREG_SYNC__DATABASE__MIGRATE_ON_START".into(),

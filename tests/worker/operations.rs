@@ -203,7 +203,7 @@ fn assert_no_identifier_in_labels(scrape: &Scrape, ids: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_liveness_stays() {
-    let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
+    let pg = Proxy::start(postgres_addr(), true).await;
     let mut env = TestEnv::new();
     env.database_via(pg.port());
     env.spawn_app().await;

@@ -22,14 +22,11 @@ impl Credentials {
         rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
         env.vars.insert(
             "AMQP_URL".into(),
-            format!("amqp://{user}:{password}@127.0.0.1:5672/{}", env.vhost),
+            amqp_url(&format!("{user}:{password}"), &env.vhost),
         );
         env.vars.insert(
             "DATABASE_URL".into(),
-            format!(
-                "postgres://postgres:{pg_password}@127.0.0.1:5432/{}",
-                env.database
-            ),
+            postgres_url(&format!("postgres:{pg_password}"), &env.database),
         );
         Credentials {
             user,
@@ -51,7 +48,7 @@ impl Credentials {
 
 impl Drop for Credentials {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])
             .output();
     }
@@ -228,7 +225,7 @@ fn assert_no_password_in_errors(env: &TestEnv, credentials: &Credentials) {
     let mut wrong = env.vars.clone();
     wrong.insert(
         "AMQP_URL".into(),
-        format!("amqp://{user}:{password}x@127.0.0.1:5672/{}", env.vhost),
+        amqp_url(&format!("{user}:{password}x"), &env.vhost),
     );
     wrong.insert(
         "DATABASE_URL".into(),

@@ -4,7 +4,7 @@
 //! would also deliver it to every queue they name). Tested with a publisher that has its own
 //! broker user, as docs/security.md recommends.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use support::*;
@@ -25,17 +25,14 @@ impl Publisher {
     }
 
     async fn connect(&self, env: &TestEnv) -> Broker {
-        let url = format!(
-            "amqp://{}:rp-password@127.0.0.1:5672/{}",
-            self.user, env.vhost
-        );
+        let url = amqp_url(&format!("{}:rp-password", self.user), &env.vhost);
         Broker::connect_url(&url).await
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])
             .output();
     }

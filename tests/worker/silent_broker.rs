@@ -41,7 +41,8 @@ async fn a_silent_node_is_passed_over_at_start() {
     let (silent, accepted) = silent_listener().await;
     for _ in 0..4 {
         let mut env = TestEnv::with_vars(&[("PREREG_SYNC__AMQP__CONNECT_TIMEOUT", "1s")]);
-        let urls = format!("{},{}", url(silent, &env.vhost), url(5672, &env.vhost));
+        let live = url(rabbitmq_addr().port(), &env.vhost);
+        let urls = format!("{},{live}", url(silent, &env.vhost));
         env.vars.insert("AMQP_URL".into(), urls);
         env.spawn_app().await;
         env.stop_app().await;

@@ -121,8 +121,8 @@ async fn tls_proxy(acceptor: TlsAcceptor, upstream: SocketAddr, postgres: bool) 
 async fn the_worker_speaks_tls_to_both_services_and_refuses_a_wrong_ca() {
     let mut env = TestEnv::new();
     let pki = pki(&env.id);
-    let amqps = tls_proxy(pki.acceptor(), RABBITMQ.parse().unwrap(), false).await;
-    let pgs = tls_proxy(pki.acceptor(), POSTGRES.parse().unwrap(), true).await;
+    let amqps = tls_proxy(pki.acceptor(), rabbitmq_addr(), false).await;
+    let pgs = tls_proxy(pki.acceptor(), postgres_addr(), true).await;
     let ca = pki.ca.to_str().unwrap().to_owned();
     env.vars.insert(
         "AMQP_URL".into(),
