@@ -168,6 +168,12 @@ impl Metrics {
         database.pool_waiters.set(status.waiting as i64);
     }
 
+    /// The consumed-status job's scheduler waits for `next` (`None`: it has stopped).
+    pub(crate) fn consumed_job_scheduled(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+        let next = next.map_or(0, |next| next.timestamp());
+        self.0.consumed_job.next_run.set(next);
+    }
+
     /// A consumed-status job run ended with `status`: `prids` counts its PRIDs by result, and
     /// `report` (the run's summary, never a PRID) is logged.
     pub(crate) fn consumed_job_finished(
