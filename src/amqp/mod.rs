@@ -79,5 +79,8 @@ async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Conne
     // The TLS settings apply to amqps:// only; lapin ignores them for amqp://.
     let tls = crate::tls::amqp_config(&settings.tls)?;
     let runtime = lapin::runtime::default_runtime().context("starting lapin's runtime")?;
-    Ok(Connection::connect_uri_with_config(uri, properties, tls, runtime).await?)
+    // lapin's message already holds its source's text: one line, each cause once.
+    Connection::connect_uri_with_config(uri, properties, tls, runtime)
+        .await
+        .map_err(|err| anyhow::Error::msg(crate::error_text(&err)))
 }

@@ -31,8 +31,30 @@ use crate::{
 const EXIT_STATUS_HELP: &str = "Exit status:
   0  success
   1  failure: one line `error: …` on stderr (configuration, connection, a probe not answered 200, …)
-  2  usage error: unknown command or argument
+  2  usage error: unknown command or argument, or a command line refused (a missing --yes, a range too long)
   3  partial success: the work ran but not all of it succeeded (a PARTIAL consumed-job run)";
+
+/// A command line that parsed but that the command refuses (a missing `--yes`, a report range
+/// too long): exit status 2, like clap's own usage errors, so scripts tell it from a failure.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] unless `condition` holds.
+fn usage_unless(condition: bool, message: impl std::fmt::Display) -> anyhow::Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(UsageError(message.to_string()).into())
+    }
+}
 
 /// What a command achieved, mapped to its exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +80,8 @@ struct Output {
     text: String,
     json: Option<serde_json::Value>,
     completion: Completion,
+    /// Printed to stderr: stdout carries the command's data (`dlq export --file -`).
+    stderr: bool,
 }
 
 impl Output {
@@ -66,6 +90,7 @@ impl Output {
             text: text.into(),
             json: Some(serde_json::to_value(json)?),
             completion: Completion::Done,
+            stderr: false,
         })
     }
 
@@ -75,13 +100,26 @@ impl Output {
             text,
             json: None,
             completion: Completion::Done,
+            stderr: false,
+        }
+    }
+
+    fn on_stderr(self) -> Output {
+        Output {
+            stderr: true,
+            ..self
         }
     }
 
     fn print(self, json: bool) -> anyhow::Result<Completion> {
-        match self.json {
-            Some(value) if json => println!("{}", serde_json::to_string_pretty(&value)?),
-            _ => println!("{}", self.text),
+        let text = match self.json {
+            Some(value) if json => serde_json::to_string_pretty(&value)?,
+            _ => self.text,
+        };
+        if self.stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
         }
         Ok(self.completion)
     }

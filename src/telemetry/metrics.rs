@@ -190,7 +190,7 @@ impl BrokerFamilies {
             ),
             node: r.gauge_vec(
                 "broker_node",
-                "1 for the node of amqp.url being consumed from, by its index (0-based)",
+                "1 for the node of amqp.url being consumed from, by its position (from 1, as in the logs)",
                 "index",
             ),
         }

@@ -5,6 +5,7 @@
 mod schemas;
 
 mod consumed_job;
+mod dlq_readable;
 mod failures;
 mod hostile_input;
 mod idempotency;
@@ -13,6 +14,7 @@ mod lifecycle;
 mod metric_names;
 mod one_answer;
 mod operations;
+mod operator_errors;
 mod progress;
 mod report;
 mod secrets_in_logs;
