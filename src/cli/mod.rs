@@ -2,15 +2,16 @@
 //! `upgrade-queues`, `consumed-job run|history`,
 //! `maintenance purge-interface|purge-transactions|purge-audit`, `report`,
 //! `dlq list|show|replay|delete|export`, `loadgen` and `probe`; what each prints (text, or JSON
-//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance) and
-//! `report.rs` hold those commands' arguments and printed output.
+//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance),
+//! `loadgen.rs` and `report.rs` hold those commands' arguments and printed output.
 
 mod dlq;
 mod jobs;
+mod loadgen;
 mod probe;
 mod report;
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
     config::Settings,
-    loadgen::{self, LoadgenOptions},
-    progress::Progress,
     startup::Application,
     storage::{self, migrate},
     telemetry,
@@ -174,24 +173,7 @@ enum Command {
     },
     /// Publish synthetic valid requests like the registration processor, wait for every reply,
     /// print throughput and reply latency.
-    Loadgen {
-        /// Number of requests.
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        /// PRIDs per request.
-        #[arg(long, default_value_t = 10)]
-        batch: usize,
-        /// Test systems only: first INSERT fake rows for the generated PRIDs into the live
-        /// applicant_demographic table, so they count as known applications.
-        #[arg(long)]
-        seed_fake_applications: bool,
-        /// Requests per second (default: as fast as confirms allow).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Give up waiting for replies after this long.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-    },
+    Loadgen(loadgen::LoadgenArgs),
     /// Ask this host's worker over HTTP whether it is ready (for a container HEALTHCHECK or an
     /// exec probe): exit 0 when GET answers 200, 1 otherwise.
     Probe {
@@ -217,24 +199,7 @@ impl Cli {
             Command::Maintenance { command } => command.execute(&settings).await?,
             Command::Report(args) => args.execute(&settings).await?,
             Command::Dlq { command } => command.execute(&settings, json).await?,
-            Command::Loadgen {
-                requests,
-                batch,
-                seed_fake_applications,
-                rate,
-                timeout,
-            } => {
-                let options = LoadgenOptions {
-                    requests,
-                    batch,
-                    seed: seed_fake_applications,
-                    rate,
-                    timeout,
-                    progress: Progress::new(!json, "loadgen replies"),
-                };
-                let report = loadgen::run(&settings, &options).await?;
-                Output::new(report.to_string(), report.to_json())?
-            }
+            Command::Loadgen(args) => args.execute(&settings, json).await?,
             Command::Probe { path } => probe_command(&settings, &path).await?,
         };
         output.print(json)

@@ -11,6 +11,7 @@ mod hostile_input;
 mod idempotency;
 mod least_privilege;
 mod lifecycle;
+mod loadgen;
 mod metric_names;
 mod one_answer;
 mod operations;
