@@ -6,6 +6,7 @@ mod schemas;
 
 mod consumed_job;
 mod dlq_readable;
+mod docs_commands;
 mod failures;
 mod hostile_input;
 mod idempotency;
