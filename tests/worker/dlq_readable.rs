@@ -2,9 +2,11 @@
 //! strings and numbers (`jq` works on `dlq show` and on an export), `--file -` is stdout, a
 //! create failure says why, and a filter on a code that cannot exist is warned about.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use support::*;
+
+use super::operations::dead_letter_some;
 
 /// An empty directory of this test's own.
 fn scratch_dir(env: &TestEnv, name: &str) -> PathBuf {
@@ -13,30 +15,13 @@ fn scratch_dir(env: &TestEnv, name: &str) -> PathBuf {
     dir
 }
 
-/// Publishes `n` requests with an unsupported version (PRG_PAM_CORE_002), `tx-version-<i>`,
-/// and waits until the worker has dead-lettered them all.
+/// `n` requests with an unsupported version (PRG_PAM_CORE_002), `tx-version-<i>`, dead-lettered
+/// by the worker, which is stopped after.
 async fn dead_letter_rejections(env: &mut TestEnv, n: usize) {
     env.spawn_app().await;
     let broker = env.broker().await;
     broker.reply_queue("rp.replies").await;
-    for i in 0..n {
-        let body = String::from_utf8(request_body(&prids(1)))
-            .unwrap()
-            .replace("\"1.0\"", "\"9.9\"");
-        broker
-            .publish(
-                body.as_bytes(),
-                properties(&format!("tx-version-{i}"), Some("rp.replies")),
-            )
-            .await;
-    }
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "requests were not dead-lettered",
-        async || broker.depth(DLQ).await >= n as u32,
-    )
-    .await;
+    dead_letter_some(&broker, 0, n).await;
     env.stop_app().await;
 }
 

@@ -22,7 +22,11 @@ use support::*;
 /// Publishes `n` requests whose PRIDs have no application (PRG_DATA_SYNC_011) and `m` with a
 /// wrong version (PRG_PAM_CORE_002), waits until all are dead-lettered; returns the PRIDs of
 /// the first kind by transaction ID.
-async fn dead_letter_some(broker: &Broker, n: usize, m: usize) -> HashMap<String, Vec<String>> {
+pub(crate) async fn dead_letter_some(
+    broker: &Broker,
+    n: usize,
+    m: usize,
+) -> HashMap<String, Vec<String>> {
     let mut unknown = HashMap::new();
     for i in 0..n {
         let ids = prids(2);
