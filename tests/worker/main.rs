@@ -5,6 +5,7 @@
 mod schemas;
 
 mod consumed_job;
+mod consumed_job_schedule;
 mod dlq_readable;
 mod docs_commands;
 mod failures;
