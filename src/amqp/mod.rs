@@ -100,7 +100,8 @@ async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Conne
     // lapin has no deadline of its own: a node that accepts TCP but never speaks AMQP (a hung
     // VM, a load balancer with no backend) would hold start-up and failover forever.
     match tokio::time::timeout(settings.connect_timeout, connect).await {
-        Ok(connection) => Ok(connection?),
+        // lapin's message already holds its source's text: one line, each cause once.
+        Ok(connection) => connection.map_err(|err| anyhow::Error::msg(crate::error_text(&err))),
         Err(_) => anyhow::bail!(
             "no AMQP handshake within amqp.connect_timeout ({}): not a broker, or hung",
             humantime::format_duration(settings.connect_timeout)

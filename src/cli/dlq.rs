@@ -7,10 +7,11 @@ use std::{fmt::Write as _, path::PathBuf};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
-use super::Output;
+use super::{Output, usage_unless};
 use crate::{
     config::Settings,
     dlq::{self, Filter, ListOptions, Listing, Rework, ReworkOptions, Row, Summary},
+    message::ErrorCode,
     progress::Progress,
 };
 
@@ -38,24 +39,42 @@ impl FilterArgs {
             || self.transaction_id.is_some()
             || self.since.is_some()
             || self.until.is_some();
-        match (filtered, all) {
-            (false, false) => anyhow::bail!(
-                "{command} without a filter acts on every message: add --all, or a filter"
-            ),
-            (true, true) => anyhow::bail!("{command}: --all and a filter exclude each other"),
-            _ => Ok(()),
-        }
+        usage_unless(
+            filtered || all,
+            format!("{command} without a filter acts on every message: add --all, or a filter"),
+        )?;
+        usage_unless(
+            !(filtered && all),
+            format!("{command}: --all and a filter exclude each other"),
+        )
     }
 }
 
 impl From<FilterArgs> for Filter {
     fn from(args: FilterArgs) -> Filter {
+        if let Some(code) = &args.error_code {
+            warn_unless_known(code);
+        }
         Filter {
             error_code: args.error_code,
             transaction_id: args.transaction_id,
             since: args.since,
             until: args.until,
         }
+    }
+}
+
+/// A filter on a code no message can carry (a typo, a wrong case) matches nothing after
+/// walking the whole queue: say so before.
+fn warn_unless_known(code: &str) {
+    let known =
+        ErrorCode::ALL.iter().any(|known| known.code() == code) || code.starts_with("broker: ");
+    if !known {
+        tracing::warn!(
+            error_code = code,
+            "--error-code is not one of the contract's codes nor `broker: <reason>` (codes are \
+             case-sensitive; `dlq list --group` shows those in the queue): it will match nothing"
+        );
     }
 }
 
@@ -162,9 +181,11 @@ pub(crate) struct ShowArgs {
 }
 
 impl ShowArgs {
-    /// Always JSON: the message's properties and headers as the broker gave them.
+    /// Always JSON: the message's properties and headers as the broker gave them, header
+    /// values as strings and numbers.
     async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
-        let detail = dlq::show(settings, &self.transaction_id, self.show_ids).await?;
+        let mut detail = dlq::show(settings, &self.transaction_id, self.show_ids).await?;
+        detail["properties"] = dlq::readable_properties(detail["properties"].take());
         Ok(Output::verbatim(serde_json::to_string_pretty(&detail)?))
     }
 }
@@ -227,10 +248,10 @@ pub(crate) struct DeleteArgs {
 
 impl DeleteArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
-        anyhow::ensure!(
+        usage_unless(
             self.dry_run || self.yes,
-            "dlq delete removes messages: add --yes (or --dry-run)"
-        );
+            "dlq delete removes messages: add --yes (or --dry-run)",
+        )?;
         if !self.dry_run {
             self.filter.require_filter_or_all(self.all, "dlq delete")?;
         }
@@ -279,7 +300,7 @@ fn summary_output(done: &str, options: &ReworkOptions, s: &Summary) -> anyhow::R
 
 #[derive(Debug, Args)]
 pub(crate) struct ExportArgs {
-    /// The file to create; it must not exist.
+    /// The file to create (it must not exist), or `-` for stdout.
     #[arg(long)]
     file: PathBuf,
     #[command(flatten)]
@@ -293,10 +314,22 @@ impl ExportArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         let progress = Progress::new(!json, "dlq export");
         let filter = self.filter.into();
-        let written = dlq::export(settings, &filter, self.limit, &self.file, &progress).await?;
-        Output::new(
+        let to_stdout = self.file.as_os_str() == "-";
+        let written = if to_stdout {
+            dlq::export(settings, &filter, self.limit, std::io::stdout(), &progress).await?
+        } else {
+            let file = dlq::create_archive(&self.file)?;
+            dlq::export(settings, &filter, self.limit, file, &progress).await?
+        };
+        let output = Output::new(
             format!("exported {written} message(s) to {}", self.file.display()),
             serde_json::json!({ "exported": written, "file": self.file }),
-        )
+        )?;
+        // The archive is stdout's: the summary goes beside it, to stderr.
+        Ok(if to_stdout {
+            output.on_stderr()
+        } else {
+            output
+        })
     }
 }

@@ -2,15 +2,16 @@
 //! `upgrade-queues`, `consumed-job run|history`,
 //! `maintenance purge-interface|purge-transactions|purge-audit`, `report`,
 //! `dlq list|show|replay|delete|export`, `loadgen` and `probe`; what each prints (text, or JSON
-//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance) and
-//! `report.rs` hold those commands' arguments and printed output.
+//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance),
+//! `loadgen.rs` and `report.rs` hold those commands' arguments and printed output.
 
 mod dlq;
 mod jobs;
+mod loadgen;
 mod probe;
 mod report;
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
     config::Settings,
-    loadgen::{self, LoadgenOptions},
-    progress::Progress,
     startup::Application,
     storage::{self, migrate},
     telemetry,
@@ -31,8 +30,30 @@ use crate::{
 const EXIT_STATUS_HELP: &str = "Exit status:
   0  success
   1  failure: one line `error: …` on stderr (configuration, connection, a probe not answered 200, …)
-  2  usage error: unknown command or argument
+  2  usage error: unknown command or argument, or a command line refused (a missing --yes, a range too long)
   3  partial success: the work ran but not all of it succeeded (a PARTIAL consumed-job run)";
+
+/// A command line that parsed but that the command refuses (a missing `--yes`, a report range
+/// too long): exit status 2, like clap's own usage errors, so scripts tell it from a failure.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] unless `condition` holds.
+fn usage_unless(condition: bool, message: impl std::fmt::Display) -> anyhow::Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(UsageError(message.to_string()).into())
+    }
+}
 
 /// What a command achieved, mapped to its exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +79,8 @@ struct Output {
     text: String,
     json: Option<serde_json::Value>,
     completion: Completion,
+    /// Printed to stderr: stdout carries the command's data (`dlq export --file -`).
+    stderr: bool,
 }
 
 impl Output {
@@ -66,6 +89,7 @@ impl Output {
             text: text.into(),
             json: Some(serde_json::to_value(json)?),
             completion: Completion::Done,
+            stderr: false,
         })
     }
 
@@ -75,13 +99,26 @@ impl Output {
             text,
             json: None,
             completion: Completion::Done,
+            stderr: false,
+        }
+    }
+
+    fn on_stderr(self) -> Output {
+        Output {
+            stderr: true,
+            ..self
         }
     }
 
     fn print(self, json: bool) -> anyhow::Result<Completion> {
-        match self.json {
-            Some(value) if json => println!("{}", serde_json::to_string_pretty(&value)?),
-            _ => println!("{}", self.text),
+        let text = match self.json {
+            Some(value) if json => serde_json::to_string_pretty(&value)?,
+            _ => self.text,
+        };
+        if self.stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
         }
         Ok(self.completion)
     }
@@ -136,24 +173,7 @@ enum Command {
     },
     /// Publish synthetic valid requests like the registration processor, wait for every reply,
     /// print throughput and reply latency.
-    Loadgen {
-        /// Number of requests.
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        /// PRIDs per request.
-        #[arg(long, default_value_t = 10)]
-        batch: usize,
-        /// Test systems only: first INSERT fake rows for the generated PRIDs into the live
-        /// applicant_demographic table, so they count as known applications.
-        #[arg(long)]
-        seed_fake_applications: bool,
-        /// Requests per second (default: as fast as confirms allow).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Give up waiting for replies after this long.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-    },
+    Loadgen(loadgen::LoadgenArgs),
     /// Ask this host's worker over HTTP whether it is ready (for a container HEALTHCHECK or an
     /// exec probe): exit 0 when GET answers 200, 1 otherwise.
     Probe {
@@ -179,24 +199,7 @@ impl Cli {
             Command::Maintenance { command } => command.execute(&settings).await?,
             Command::Report(args) => args.execute(&settings).await?,
             Command::Dlq { command } => command.execute(&settings, json).await?,
-            Command::Loadgen {
-                requests,
-                batch,
-                seed_fake_applications,
-                rate,
-                timeout,
-            } => {
-                let options = LoadgenOptions {
-                    requests,
-                    batch,
-                    seed: seed_fake_applications,
-                    rate,
-                    timeout,
-                    progress: Progress::new(!json, "loadgen replies"),
-                };
-                let report = loadgen::run(&settings, &options).await?;
-                Output::new(report.to_string(), report.to_json())?
-            }
+            Command::Loadgen(args) => args.execute(&settings, json).await?,
             Command::Probe { path } => probe_command(&settings, &path).await?,
         };
         output.print(json)

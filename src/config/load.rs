@@ -118,6 +118,20 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_that_never_fires_is_refused() {
+        for (variable, schedule) in [
+            ("PREREG_SYNC__CONSUMED_JOB__SCHEDULE", "0 0 0 31 2 *"),
+            ("PREREG_SYNC__REPORT__SCHEDULE", "0 0 0 1 1 * 2020"),
+        ] {
+            let err = format!("{:#}", load(&[(variable, schedule)]).unwrap_err());
+            assert!(
+                err.contains(&format!("`{schedule}` never fires")),
+                "{variable}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn url_variables_override_the_file() {
         let settings = load(&[("DATABASE_URL", "postgres://u:pw@db/x")]).unwrap();
         assert_eq!(

@@ -95,8 +95,10 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<u
         .await
         .context("starting the migration transaction")?;
     // A migration may build an index over a large existing table (0005 does): the hot path's
-    // statement timeout is not meant for it. Transaction-level, so it ends with the migrations.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
+    // statement timeout is not meant for it. The `IF NOT EXISTS` below would log a NOTICE
+    // ("schema … already exists") at every start. Transaction-level, so both end with the
+    // migrations.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL client_min_messages = warning")
         .await
         .context("lifting the statement timeout for the migrations")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

@@ -185,6 +185,14 @@ impl Database {
             .connect_timeout(settings.connect_timeout)
             .application_name("prereg-sync");
         let tls = tls::postgres_config(&settings.tls)?.map(MakeRustlsConnect::new);
+        // libpq's way to ask for TLS; here it would end in the driver's bare "no TLS
+        // implementation configured" at the first connection.
+        anyhow::ensure!(
+            tls.is_some() || config.get_ssl_mode() != SslMode::Require,
+            "database.url asks for sslmode=require, but TLS to PostgreSQL is set by \
+             database.tls.mode, which is \"disable\": set it to \"require\" or \"verify-full\" \
+             (PREREG_SYNC__DATABASE__TLS__MODE) and ca_file"
+        );
         if tls.is_some() {
             config.ssl_mode(SslMode::Require);
         }

@@ -69,6 +69,7 @@ pub(super) struct ConsumedJobFamilies {
     pub(super) runs: CounterBy<JobRunStatus>,
     pub(super) prids: CounterBy<JobPridResult>,
     pub(super) last_success: IntGauge,
+    pub(super) next_run: IntGauge,
 }
 
 /// A counter with one label whose values are the label set `L`: only values of `L` can be
@@ -194,7 +195,7 @@ impl BrokerFamilies {
             ),
             node: r.gauge_vec(
                 "broker_node",
-                "1 for the node of amqp.url being consumed from, by its index (0-based)",
+                "1 for the node of amqp.url being consumed from, by its position (from 1, as in the logs)",
                 "index",
             ),
         }
@@ -231,6 +232,11 @@ impl ConsumedJobFamilies {
             last_success: r.gauge(
                 "consumed_job_last_success_timestamp_seconds",
                 "Unix time of the last consumed-status run that ended SUCCESS or NOTHING_TO_DO",
+            ),
+            next_run: r.gauge(
+                "consumed_job_next_run_timestamp_seconds",
+                "Unix time of this worker's next scheduled consumed-status run; 0 when it has none \
+                 (consumed_job.enabled = false)",
             ),
         }
     }

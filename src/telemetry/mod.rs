@@ -153,12 +153,14 @@ impl Metrics {
 
     /// Which of the `count` configured nodes is being consumed from (`None`: none). The label
     /// is the node's index, so the series are bounded by the length of `amqp.url`.
+    /// `in_use` is 0-based; the label counts from 1, as the logs (`node=2`) and errors
+    /// (`node 2 of 3`) do.
     pub(crate) fn broker_node(&self, in_use: Option<usize>, count: usize) {
         for index in 0..count {
             self.0
                 .broker
                 .node
-                .with_label_values(&[&index.to_string()])
+                .with_label_values(&[&(index + 1).to_string()])
                 .set(i64::from(in_use == Some(index)));
         }
     }
@@ -181,6 +183,12 @@ impl Metrics {
                 .set(connections as i64);
         }
         database.pool_waiters.set(status.waiting as i64);
+    }
+
+    /// The consumed-status job's scheduler waits for `next` (`None`: it has stopped).
+    pub(crate) fn consumed_job_scheduled(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+        let next = next.map_or(0, |next| next.timestamp());
+        self.0.consumed_job.next_run.set(next);
     }
 
     /// A consumed-status job run ended with `status`: `prids` counts its PRIDs by result, and

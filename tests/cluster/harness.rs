@@ -98,8 +98,8 @@ impl ClusterEnv {
 
     /// The node (1-3) the worker at `addr`, given `worker_nodes`, consumes from.
     pub async fn consuming_node(addr: SocketAddr, worker_nodes: &[usize]) -> usize {
-        for (index, node) in worker_nodes.iter().enumerate() {
-            let sample = format!("prereg_sync_broker_node{{index=\"{index}\"}}");
+        for (position, node) in worker_nodes.iter().enumerate() {
+            let sample = format!("prereg_sync_broker_node{{index=\"{}\"}}", position + 1);
             if metric_at(addr, &sample).await == 1.0 {
                 return *node;
             }
