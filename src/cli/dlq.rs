@@ -209,6 +209,40 @@ pub(crate) struct ReplayArgs {
     /// Replay from a file written by `dlq export` instead of the queue.
     #[arg(long)]
     from_file: Option<PathBuf>,
+    #[command(flatten)]
+    operator: OperatorArg,
+}
+
+/// Who runs a command that changes the dead-letter queue: named in its audit row.
+#[derive(Debug, Args)]
+pub(crate) struct OperatorArg {
+    /// Who runs this, for the audit trail (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    operator: Option<String>,
+}
+
+impl OperatorArg {
+    /// `--operator`, else the OS user (`USER`, `LOGNAME`), else the numeric user ID; cut to
+    /// the audit column's 256 bytes.
+    fn name(self) -> String {
+        let name = self
+            .operator
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| {
+                use std::os::unix::fs::MetadataExt;
+                let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
+                uid.map_or_else(|_| "unknown".to_owned(), |uid| format!("uid:{uid}"))
+            });
+        crate::message::registration_processor_id(Some(&name))
+            .chars()
+            .scan(0, |bytes, c| {
+                *bytes += c.len_utf8();
+                (*bytes <= 256).then_some(c)
+            })
+            .collect()
+    }
 }
 
 impl ReplayArgs {
@@ -217,7 +251,15 @@ impl ReplayArgs {
         if !self.dry_run && self.from_file.is_none() {
             self.filter.require_filter_or_all(self.all, "dlq replay")?;
         }
-        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq replay");
+        let operator = self.operator.name();
+        let options = rework_options(
+            self.filter,
+            self.limit,
+            self.dry_run,
+            json,
+            "dlq replay",
+            operator,
+        );
         let mode = Rework::Replay { rate: self.rate };
         let would = would("replay");
         let summary = match &self.from_file {
@@ -244,6 +286,8 @@ pub(crate) struct DeleteArgs {
     /// Confirm the deletion.
     #[arg(long)]
     yes: bool,
+    #[command(flatten)]
+    operator: OperatorArg,
 }
 
 impl DeleteArgs {
@@ -255,7 +299,15 @@ impl DeleteArgs {
         if !self.dry_run {
             self.filter.require_filter_or_all(self.all, "dlq delete")?;
         }
-        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq delete");
+        let operator = self.operator.name();
+        let options = rework_options(
+            self.filter,
+            self.limit,
+            self.dry_run,
+            json,
+            "dlq delete",
+            operator,
+        );
         let summary = dlq::rework(settings, Rework::Delete, &options, would("delete")).await?;
         summary_output("deleted", &options, &summary)
     }
@@ -269,12 +321,14 @@ fn rework_options(
     dry_run: bool,
     json: bool,
     what: &'static str,
+    operator: String,
 ) -> ReworkOptions {
     ReworkOptions {
         filter: filter.into(),
         limit,
         dry_run,
         progress: Progress::new(!json && !dry_run, what),
+        operator,
     }
 }
 

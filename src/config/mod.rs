@@ -69,6 +69,9 @@ pub struct AmqpSettings {
     /// Bound on opening a connection (TCP, TLS and the AMQP handshake).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// The largest message the broker accepts (its own `max_message_size`): the client holds
+    /// each delivery of the prefetch window whole, whatever the worker's body limit.
+    pub max_message_size: u64,
     #[serde(default)]
     pub tls: AmqpTlsSettings,
 }
@@ -87,6 +90,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Bytes the prefetch window may hold: `amqp.prefetch` × `amqp.max_message_size` above it
+    /// is warned about at start.
+    pub memory_budget: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,6 +65,8 @@ pub(crate) struct ReworkOptions {
     pub(crate) dry_run: bool,
     /// Counts the messages examined.
     pub(crate) progress: Progress,
+    /// Who runs the command, for the audit trail (`--operator`, else the OS user).
+    pub(crate) operator: String,
 }
 
 /// Where the loop reads messages from.
@@ -123,15 +125,37 @@ pub(super) async fn run<S: Source, K: Sink<S::Message>>(
     options: &ReworkOptions,
     mut would: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    let target = target.as_ref().map(|(sink, auditor)| (sink, *auditor));
+    let looped = run_loop(&mut source, target, mode, options, &mut would, &mut summary).await;
+    options.progress.finish();
+    if let Some((_, auditor)) = target {
+        let completed = looped.is_ok();
+        auditor
+            .run(mode.run_event(), options, &summary, completed)
+            .await?;
+    }
+    looped.map(|()| summary)
+}
+
+/// The loop of [`run`], counting into `summary` as it goes, so that a run stopped by an error
+/// is audited with what it did.
+async fn run_loop<S: Source, K: Sink<S::Message>>(
+    source: &mut S,
+    target: Option<(&K, &Auditor)>,
+    mode: Rework,
+    options: &ReworkOptions,
+    would: &mut impl FnMut(&Row),
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let limit = options.limit.unwrap_or(usize::MAX) as u64;
     let pause = mode.pause();
-    let mut summary = Summary::default();
     while let Some((row, message)) = source.next().await? {
         summary.examined += 1;
         options.progress.inc(1);
         let selected = options.filter.matches(&row) && summary.matched < limit;
         summary.matched += u64::from(selected);
-        let Some((sink, auditor)) = &target else {
+        let Some((sink, auditor)) = target else {
             if selected {
                 would(&row);
             }
@@ -149,11 +173,7 @@ pub(super) async fn run<S: Source, K: Sink<S::Message>>(
         summary.acted += 1;
         auditor.message(&row, mode.message_event()).await?;
     }
-    options.progress.finish();
-    if let Some((_, auditor)) = &target {
-        auditor.run(mode.run_event()).await?;
-    }
-    Ok(summary)
+    Ok(())
 }
 
 /// A replay's copy: to the message's original exchange and routing key (from the failure

@@ -107,6 +107,34 @@ pub(crate) async fn write_all(
 pub(super) const INSERT_ONE: &str = "INSERT INTO prereg.sync_audit \
     (event_time, app_id, transaction_id, event, outcome, error_code) VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// The row of an operator's run (`dlq replay`, `dlq delete`): `record.app_id` names the
+/// operator, `detail` what was asked and done (never a PRID).
+pub(crate) async fn write_run(
+    client: &impl GenericClient,
+    record: &AuditRecord<'_>,
+    outcome: &str,
+    detail: &serde_json::Value,
+) -> Result<(), StorageError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO prereg.sync_audit \
+             (event_time, app_id, transaction_id, event, outcome, error_code, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &record.at,
+        &record.app_id,
+        &record.transaction_id,
+        &record.event.as_str(),
+        &outcome,
+        &record.error_code,
+        detail,
+    ];
+    client.execute(&statement, &params).await?;
+    Ok(())
+}
+
 /// Like [`write()`] with an explicit outcome (a job run's status).
 pub(crate) async fn write_with_outcome(
     client: &impl GenericClient,

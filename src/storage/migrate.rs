@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sync_rejection",
         include_str!("../../sql/0006_sync_rejection.sql"),
     ),
+    (
+        7,
+        "sync_audit_detail",
+        include_str!("../../sql/0007_sync_audit_detail.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.

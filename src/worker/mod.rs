@@ -50,6 +50,7 @@ impl Worker {
         health: Health,
         metrics: Metrics,
     ) -> anyhow::Result<Worker> {
+        warn_if_the_window_can_outgrow(&amqp, worker);
         let amqp = Arc::new(amqp);
         let policy = RetryPolicy::new(retry);
         let retry_delays = policy.delays().to_vec();
@@ -76,5 +77,22 @@ impl Worker {
     /// what retrying cannot fix (an incompatible existing queue).
     pub(crate) async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.supervisor.run(&shutdown).await
+    }
+}
+
+/// The prefetch window bounds messages, not bytes: the AMQP client holds each delivery whole
+/// before the worker can refuse an oversized body. Only the broker's `max_message_size` bounds
+/// a delivery, so the window's worst case is `prefetch` × that; warned about when it exceeds
+/// the worker's memory budget (a pod over its limit is killed, and so is every replica the
+/// same window reaches next).
+fn warn_if_the_window_can_outgrow(amqp: &AmqpSettings, worker: &WorkerSettings) {
+    let worst = u64::from(amqp.prefetch).saturating_mul(amqp.max_message_size);
+    if worst > worker.memory_budget {
+        tracing::warn!(
+            prefetch = amqp.prefetch,
+            max_message_size = amqp.max_message_size,
+            memory_budget = worker.memory_budget,
+            "a prefetch window of the largest messages the broker accepts can exceed the memory budget: lower the broker's max_message_size (and amqp.max_message_size with it) or amqp.prefetch (docs/operations.md)"
+        );
     }
 }
