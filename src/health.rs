@@ -100,6 +100,10 @@ impl Health {
     /// Waits until the database is reported up (or returns at once if it is).
     pub(crate) async fn wait_for_database(&self) {
         let mut rx = self.0.db_up.subscribe();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "fails only once the sender is gone, and `self` holds it"
+        )]
         let _ = rx.wait_for(|up| *up).await;
     }
 

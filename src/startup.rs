@@ -112,6 +112,10 @@ impl Application {
         let result = self.run(&shutdown).await;
         watcher.abort();
         self.http_shutdown.cancel();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "the HTTP task returns nothing; a panic in it was printed when it happened"
+        )]
         let _ = self.http_task.await;
         self.worker.processor().pool().close();
         result

@@ -9,6 +9,10 @@
 //! Layout: `env` (vhosts, databases, the worker process), `traffic` (the bench's own AMQP
 //! client), `probes` (limits A and B), `scenarios` (S1–S4, latency, the job), `measure`
 //! (`/proc` sampling), `report` (tables and medians).
+#![allow(
+    clippy::print_stdout,
+    reason = "the report tables are the benchmark's output"
+)]
 
 mod env;
 mod measure;

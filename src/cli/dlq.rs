@@ -134,6 +134,10 @@ impl ListArgs {
             (Listing::Groups(groups), false) => {
                 let mut out = String::from("ERROR_CODE\tCOUNT\n");
                 for (code, n) in &groups {
+                    #[allow(
+                        clippy::let_underscore_must_use,
+                        reason = "writing to a String cannot fail"
+                    )]
                     let _ = writeln!(out, "{code}\t{n}");
                 }
                 out
@@ -145,6 +149,10 @@ impl ListArgs {
     }
 }
 
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "writing to a String cannot fail"
+)]
 fn table(rows: &[Row], show_ids: bool) -> String {
     let mut out = String::from(
         "POS\tTRANSACTION_ID\tERROR_CODE\tRETRIES\tFIRST_FAILURE\tDEATHS\tAPP_ID\tREASON",
@@ -333,6 +341,10 @@ fn rework_options(
 }
 
 /// Prints, as a dry run finds it, each message it would act on.
+#[allow(
+    clippy::print_stdout,
+    reason = "a dry run's findings, for the operator"
+)]
 fn would(verb: &'static str) -> impl FnMut(&Row) {
     move |row| {
         let id = row.transaction_id.as_deref().unwrap_or("-");

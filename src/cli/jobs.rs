@@ -60,6 +60,10 @@ impl ConsumedJobCommand {
                 );
                 for run in &runs {
                     let finished = run.finished_at.map_or("-".to_owned(), |t| t.to_string());
+                    #[allow(
+                        clippy::let_underscore_must_use,
+                        reason = "writing to a String cannot fail"
+                    )]
                     let _ = writeln!(
                         out,
                         "{}\t{}\t{finished}\t{}\t{}\t{}\t{}\t{}\t{}",

@@ -110,6 +110,7 @@ impl Output {
         }
     }
 
+    #[allow(clippy::print_stdout, reason = "a command's output, for the operator")]
     fn print(self, json: bool) -> anyhow::Result<Completion> {
         let text = match self.json {
             Some(value) if json => serde_json::to_string_pretty(&value)?,

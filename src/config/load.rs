@@ -84,6 +84,10 @@ fn url_from_env(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests check the secrets the configuration read"
+)]
 mod tests {
     use secrecy::ExposeSecret;
 

@@ -205,6 +205,10 @@ impl Settings {
 
     /// The effective configuration as TOML-ish lines with credentials redacted, for `--help`
     /// style dumps and start-up logs.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the URLs are exposed only to be redacted"
+    )]
     pub fn redacted_summary(&self) -> String {
         format!(
             "amqp.url={} database.url={} prefetch={} concurrency={} pool_size={} queue_type={:?}",

@@ -60,6 +60,10 @@ pub async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow:
         .await
         .context("analysing the seeded applications")?;
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok(())
 }
@@ -88,6 +92,10 @@ pub(crate) async fn remove_seeded_applications(settings: &Settings) -> anyhow::R
     }
     tx.commit().await.context("committing the cleanup")?;
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok((deleted[0], deleted[1]))
 }

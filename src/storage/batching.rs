@@ -114,8 +114,11 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Pending<H
                 answers
             }
         };
-        // A delivery that stopped waiting (its session was lost) is simply gone.
         for (respond, answer) in responders.into_iter().zip(answers) {
+            #[allow(
+                clippy::let_underscore_must_use,
+                reason = "a delivery that stopped waiting (its session was lost) is simply gone"
+            )]
             let _ = respond.send(answer);
         }
     }

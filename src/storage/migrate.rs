@@ -89,6 +89,10 @@ pub(crate) async fn create_database_if_missing(database: &Database) -> anyhow::R
         }
     }
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok(())
 }
@@ -178,6 +182,10 @@ pub async fn prepare_database(
         .context("connecting to the database")?;
     let applied = run(&mut client).await?;
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok(applied)
 }

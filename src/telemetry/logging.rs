@@ -47,6 +47,9 @@ pub fn init_logging(settings: &LogSettings) {
             )
             .try_init(),
     };
-    // A second initialisation (tests building several apps) keeps the first subscriber.
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "a second initialisation (tests building several apps) keeps the first subscriber"
+    )]
     let _ = result;
 }

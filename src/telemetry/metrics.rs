@@ -279,6 +279,10 @@ impl Metrics {
         let mut buffer = Vec::new();
         let mut families = self.0.registry.gather();
         families.extend(self.0.process.gather());
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "writing to a Vec cannot fail; an invalid family, a bug, ends the text early"
+        )]
         let _ = TextEncoder::new().encode(&families, &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }

@@ -194,6 +194,10 @@ impl Supervisor {
     async fn drain(&self, session: Session, mut outstanding: Outstanding) {
         let consumer_tag = session.deliveries.tag();
         let options = BasicCancelOptions::default();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "a cancel fails only on a closed channel, which delivers nothing more either"
+        )]
         let _ = session.channel.basic_cancel(consumer_tag, options).await;
         // The flush wait and the closes below come out of the grace period, so the whole stop
         // stays within it whatever the broker does (orchestrators kill the process at their

@@ -131,6 +131,10 @@ impl ClusterEnv {
 }
 
 impl Drop for ClusterEnv {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         // Whatever the test left down comes back for the next one.
         let _ = Command::new(script_path("cluster")).arg("up").output();
@@ -175,6 +179,10 @@ pub async fn publish_stream(env: &TestEnv, publish_url: &str) {
         .await
         .unwrap();
     broker.publish_stream(&ids, 1, REPLIES).await;
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the test's figures are taken; a connection the broker closed first changes nothing"
+    )]
     let _ = broker.connection.close(200, "".into()).await;
 }
 
@@ -301,6 +309,10 @@ pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recov
     )
     .await;
     assert_eq!(broker.depth(DLQ).await, 0, "nothing dead-lettered");
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the test's figures are taken; a connection the broker closed first changes nothing"
+    )]
     let _ = broker.connection.close(200, "".into()).await;
     println!(
         "RESULT {test}: recovery {:.2}s (longest stall {:.2}s), answered {}, replies {}, \

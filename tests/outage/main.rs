@@ -88,6 +88,10 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
 /// Makes sure the shared broker runs again even if an assertion fails mid-test.
 struct StartBroker;
 impl Drop for StartBroker {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = rabbitmqctl_command().arg("start_app").status();
     }

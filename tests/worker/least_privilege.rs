@@ -17,6 +17,10 @@ pub(crate) struct Cleanup {
 }
 
 impl Drop for Cleanup {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])

@@ -23,6 +23,10 @@ use support::*;
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -521,6 +525,10 @@ async fn a_panicking_batch_never_wedges_the_worker() {
         "worker still running"
     );
     drop(worker);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "a log left behind in the temporary directory does not matter"
+    )]
     let _ = std::fs::remove_file(log);
 }
 

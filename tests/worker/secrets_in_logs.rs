@@ -47,6 +47,10 @@ impl Credentials {
 }
 
 impl Drop for Credentials {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])

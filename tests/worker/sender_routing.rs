@@ -31,6 +31,10 @@ impl Publisher {
 }
 
 impl Drop for Publisher {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])

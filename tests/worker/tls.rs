@@ -75,6 +75,10 @@ impl Pki {
 }
 
 impl Drop for Pki {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -110,6 +114,10 @@ async fn tls_proxy(acceptor: TlsAcceptor, upstream: SocketAddr, postgres: bool) 
                 let Ok(mut server) = TcpStream::connect(upstream).await else {
                     return;
                 };
+                #[allow(
+                    clippy::let_underscore_must_use,
+                    reason = "the proxied connection ends when either side closes it, however it ends"
+                )]
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
             });
         }
