@@ -12,8 +12,9 @@ use crate::{
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
+        model::StoredTransaction,
         rejections,
-        transactions::{Lookup, StoredTransaction},
+        transactions::Lookup,
     },
     telemetry::labels::LabelSet,
 };

@@ -15,7 +15,8 @@ use crate::{
     storage::{
         StorageError,
         batching::Batcher,
-        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, Stores},
+        model::{NewTransaction, StoreOutcome},
+        transactions::{Lookup, Lookups, Stores},
     },
     telemetry::Metrics,
 };

@@ -86,9 +86,12 @@ pub(crate) async fn write_all(
 ) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
-             SELECT * FROM unnest($1::timestamp[], $2::varchar[], $3::varchar[], $4::varchar[], \
-             $5::varchar[], $6::varchar[])",
+            r#"
+            INSERT INTO prereg.sync_audit
+                (event_time, app_id, transaction_id, event, outcome, error_code)
+            SELECT * FROM unnest($1::timestamp[], $2::varchar[], $3::varchar[], $4::varchar[],
+                                 $5::varchar[], $6::varchar[])
+            "#,
         )
         .await?;
     let times: Vec<NaiveDateTime> = records.iter().map(|r| r.at).collect();
@@ -104,8 +107,10 @@ pub(crate) async fn write_all(
 }
 
 /// The statement inserting one row: event time, app ID, transaction ID, event, outcome, code.
-pub(super) const INSERT_ONE: &str = "INSERT INTO prereg.sync_audit \
-    (event_time, app_id, transaction_id, event, outcome, error_code) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(super) const INSERT_ONE: &str = r#"
+    INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code)
+    VALUES ($1, $2, $3, $4, $5, $6)
+"#;
 
 /// The row of an operator's run (`dlq replay`, `dlq delete`): `record.app_id` names the
 /// operator, `detail` what was asked and done (never a PRID).
@@ -117,9 +122,11 @@ pub(crate) async fn write_run(
 ) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO prereg.sync_audit \
-             (event_time, app_id, transaction_id, event, outcome, error_code, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            r#"
+            INSERT INTO prereg.sync_audit
+                (event_time, app_id, transaction_id, event, outcome, error_code, detail)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "#,
         )
         .await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [

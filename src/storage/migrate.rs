@@ -114,10 +114,14 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<u
         .await
         .context("taking the migration lock")?;
     tx.batch_execute(
-        "CREATE SCHEMA IF NOT EXISTS prereg; \
-         CREATE TABLE IF NOT EXISTS prereg.sync_schema_migrations ( \
-             version integer PRIMARY KEY, name varchar(128) NOT NULL, \
-             applied_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))",
+        r#"
+        CREATE SCHEMA IF NOT EXISTS prereg;
+        CREATE TABLE IF NOT EXISTS prereg.sync_schema_migrations (
+            version integer PRIMARY KEY,
+            name varchar(128) NOT NULL,
+            applied_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+        )
+        "#,
     )
     .await
     .context("creating the migrations table")?;

@@ -7,6 +7,7 @@
 pub(crate) mod audit;
 pub(crate) mod batching;
 pub mod migrate;
+pub(crate) mod model;
 pub(crate) mod rejections;
 mod rows;
 pub(crate) mod suspects;

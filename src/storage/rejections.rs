@@ -56,8 +56,10 @@ pub(crate) async fn standing(
 ) -> Result<Option<String>, StorageError> {
     let statement = client
         .prepare_cached(
-            "SELECT error_code FROM prereg.sync_rejection \
-             WHERE transaction_id = $1 AND body_sha256 = $2",
+            r#"
+            SELECT error_code FROM prereg.sync_rejection
+            WHERE transaction_id = $1 AND body_sha256 = $2
+            "#,
         )
         .await?;
     let row = client

@@ -8,48 +8,16 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use chrono::NaiveDateTime;
 use deadpool_postgres::{Client, GenericClient, Pool};
 use tokio_postgres::{error::SqlState, types::Type};
 
 use super::{
     StorageError,
     batching::{Answer, BatchHandler},
+    model::{NewTransaction, StoreOutcome, StoredTransaction},
     rows::{self, Method},
 };
 use crate::retry::FailureClass;
-
-/// A transaction recorded earlier: enough to tell a duplicate from a conflict and to re-send
-/// the reply byte for byte.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredTransaction {
-    pub(crate) body_sha256: String,
-    pub(crate) reply_body: Vec<u8>,
-}
-
-/// Everything one request writes (owned: it travels to the group-commit task).
-#[derive(Debug)]
-pub(crate) struct NewTransaction {
-    pub(crate) transaction_id: String,
-    pub(crate) app_id: String,
-    pub(crate) body_sha256: String,
-    pub(crate) received_at: NaiveDateTime,
-    pub(crate) request_time: NaiveDateTime,
-    /// Surviving PRIDs (unique).
-    pub(crate) prids: Vec<String>,
-    pub(crate) reply_body: Vec<u8>,
-    pub(crate) lang_code: String,
-    pub(crate) created_by: String,
-}
-
-#[derive(Debug, PartialEq)]
-pub(crate) enum StoreOutcome {
-    /// Committed; `newly_processed` PRIDs were not in `processed_prereg_list` before.
-    Stored { newly_processed: u64 },
-    /// Another delivery of the same transaction ID committed first (a concurrent duplicate):
-    /// nothing was written here.
-    AlreadyRecorded(StoredTransaction),
-}
 
 // The two reads below are planned at every execution (`query_typed`: the unnamed statement,
 // parse, bind and execute in one round trip), never from a cached generic plan. A plan cached
@@ -68,8 +36,10 @@ async fn find_all(
     }
     let rows = client
         .query_typed(
-            "SELECT transaction_id, body_sha256, reply_body FROM prereg.sync_transaction \
-             WHERE transaction_id = ANY($1)",
+            r#"
+            SELECT transaction_id, body_sha256, reply_body FROM prereg.sync_transaction
+            WHERE transaction_id = ANY($1)
+            "#,
             &[(&ids, Type::VARCHAR_ARRAY)],
         )
         .await?;
@@ -96,8 +66,11 @@ async fn known_applications(
     }
     let rows = client
         .query_typed(
-            "SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1) \
-             UNION ALL SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)",
+            r#"
+            SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1)
+            UNION ALL
+            SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)
+            "#,
             &[(&prids, Type::VARCHAR_ARRAY)],
         )
         .await?;

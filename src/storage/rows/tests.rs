@@ -5,10 +5,7 @@ use tokio_postgres::error::SqlState;
 
 use super::*;
 use crate::storage::{
-    Database,
-    batching::BatchHandler,
-    migrate,
-    transactions::{StoreOutcome, Stores},
+    Database, batching::BatchHandler, migrate, model::StoreOutcome, transactions::Stores,
 };
 
 fn new(id: &str, prids: &[&str], hour: u32) -> NewTransaction {
@@ -75,10 +72,14 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
     let newly = write(&tx, &stored, Method::Copy).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(newly, [("tx-a".into(), 1), ("tx-b".into(), 2)].into());
-    let processed = "SELECT prereg_id || ' ' || prereg_trn_id || ' ' || first_received_dtimes \
-                     FROM prereg.processed_prereg_list ORDER BY 1";
-    let receipts = "SELECT prereg_id || ' ' || received_dtimes \
-                    FROM prereg.intf_processed_prereg_list ORDER BY 1";
+    let processed = r#"
+        SELECT prereg_id || ' ' || prereg_trn_id || ' ' || first_received_dtimes
+        FROM prereg.processed_prereg_list ORDER BY 1
+    "#;
+    let receipts = r#"
+        SELECT prereg_id || ' ' || received_dtimes
+        FROM prereg.intf_processed_prereg_list ORDER BY 1
+    "#;
     assert_eq!(
         table(&client, processed).await,
         [
@@ -151,8 +152,10 @@ async fn a_stored_prid_falls_back(
     // Both ways leave every row pending for the consumed-status job (its partial index).
     assert_eq!(
         count(
-            "SELECT count(*) FROM prereg.processed_prereg_list \
-             WHERE status_code = 'Consumed' AND status_comments = 'Processed by registration processor'"
+            r#"
+            SELECT count(*) FROM prereg.processed_prereg_list
+            WHERE status_code = 'Consumed' AND status_comments = 'Processed by registration processor'
+            "#
         )
         .await,
         4
