@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -23,6 +24,9 @@ use crate::{
 
 pub struct Application {
     worker: Worker,
+    /// The database connections: the worker, the probe, the job and the report take handles
+    /// to it; closed when the worker stops.
+    pool: Pool,
     health: Health,
     http_addr: SocketAddr,
     http_shutdown: CancellationToken,
@@ -75,10 +79,20 @@ impl Application {
             );
             (job, consumed_job.schedule.clone())
         });
-        let processor = Processor::new(pool, &validation, store, metrics.clone());
+        let processor = Processor::new(pool.clone(), &validation, store, metrics.clone());
         let outage_max_delay = retry.outage_max_delay;
+        let worker_pool = pool.clone();
         Ok(Application {
-            worker: Worker::new(amqp, &worker, &retry, processor, health.clone(), metrics)?,
+            worker: Worker::new(
+                amqp,
+                &worker,
+                &retry,
+                processor,
+                worker_pool,
+                health.clone(),
+                metrics,
+            )?,
+            pool,
             health,
             http_addr,
             http_shutdown,
@@ -117,7 +131,7 @@ impl Application {
             reason = "the HTTP task returns nothing; a panic in it was printed when it happened"
         )]
         let _ = self.http_task.await;
-        self.worker.processor().pool().close();
+        self.pool.close();
         result
     }
 
@@ -141,7 +155,7 @@ impl Application {
             }
         }
         let probe = tokio::spawn(self.health.clone().probe_database(
-            self.worker.processor().pool().clone(),
+            self.pool.clone(),
             self.outage_max_delay,
             shutdown.clone(),
         ));
@@ -155,8 +169,11 @@ impl Application {
             tokio::spawn(consumed_job_on_schedule(job, schedule, stop_job.clone()))
         });
         let reporter = self.report_schedule.take().map(|schedule| {
-            let pool = self.worker.processor().pool().clone();
-            tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))
+            tokio::spawn(report_on_schedule(
+                self.pool.clone(),
+                schedule,
+                shutdown.clone(),
+            ))
         });
         let grace = self.shutdown_grace;
         let job_stopped = async {

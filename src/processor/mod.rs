@@ -206,8 +206,4 @@ impl Processor {
             }
         }
     }
-
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
-    }
 }

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use self::{handler::Handler, supervisor::Supervisor};
+use deadpool_postgres::Pool;
+
 use crate::{
     config::{AmqpSettings, RetrySettings, WorkerSettings},
     health::Health,
@@ -38,7 +40,6 @@ use crate::{
 /// The worker as [`crate::startup`] assembles and runs it.
 pub(crate) struct Worker {
     supervisor: Supervisor,
-    handler: Arc<Handler>,
 }
 
 impl Worker {
@@ -47,6 +48,7 @@ impl Worker {
         worker: &WorkerSettings,
         retry: &RetrySettings,
         processor: Processor,
+        pool: Pool,
         health: Health,
         metrics: Metrics,
     ) -> anyhow::Result<Worker> {
@@ -58,19 +60,12 @@ impl Worker {
             amqp.clone(),
             policy,
             processor,
+            pool,
             health.clone(),
             metrics.clone(),
         ));
-        let supervisor =
-            Supervisor::new(amqp, worker, retry_delays, handler.clone(), health, metrics)?;
-        Ok(Worker {
-            supervisor,
-            handler,
-        })
-    }
-
-    pub(crate) fn processor(&self) -> &Processor {
-        self.handler.processor()
+        let supervisor = Supervisor::new(amqp, worker, retry_delays, handler, health, metrics)?;
+        Ok(Worker { supervisor })
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for
