@@ -1,4 +1,4 @@
-//! The consumed-status job issue's acceptance tests, on real PostgreSQL, through the real
+//! The consumed-status job, on real PostgreSQL, through the real
 //! binary (`prereg-sync consumed-job run`).
 
 use std::{process::Stdio, time::Duration};

@@ -1,4 +1,4 @@
-//! The failure-handling issue's acceptance tests: each injects a real fault (a lock held by the
+//! Failure handling: each test injects a real fault (a lock held by the
 //! test, a cut TCP proxy in front of PostgreSQL, broker connections closed by rabbitmqctl, a
 //! crashing process, competing workers, services not yet up) and then proves nothing was lost
 //! and nothing stored twice.

@@ -90,7 +90,7 @@ async fn the_least_privilege_roles_run_the_worker() {
     let _cleanup = restrict_to_least_privilege(&mut env);
     env.spawn_app().await;
 
-    // The worker issue's acceptance 1, under the restricted roles.
+    // Requests stored and answered, under the restricted roles.
     let ids = prids(3);
     env.seed_applications(&ids).await;
     let broker = env.broker().await; // the test's own client is guest

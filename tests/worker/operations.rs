@@ -1,4 +1,4 @@
-//! The operations issue's acceptance tests: `/metrics` counts what happened, `/readyz` follows
+//! Operating the worker: `/metrics` counts what happened, `/readyz` follows
 //! the database, and the `dlq` commands (run as the real binary) list, replay, delete and
 //! archive without losing a message.
 

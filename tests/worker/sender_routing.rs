@@ -9,7 +9,7 @@ use std::time::Duration;
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use support::*;
 
-use crate::one_answer::full_reply_queue;
+use crate::reply_queue::full_reply_queue;
 
 /// A broker user of the registration processor's own, removed on drop.
 struct Publisher {

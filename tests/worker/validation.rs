@@ -1,4 +1,4 @@
-//! Acceptance 2: every validation rule yields its code in an error reply and a dead-letter copy
+//! Every validation rule yields its code in an error reply and a dead-letter copy
 //! with the contract's headers, and nothing reaches the PRID tables.
 
 use std::time::Duration;

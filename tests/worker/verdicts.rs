@@ -10,7 +10,7 @@ use lapin::{
 };
 use support::*;
 
-use crate::one_answer::full_reply_queue;
+use crate::reply_queue::full_reply_queue;
 
 /// The fixtures' request time is days old: a one-hour age limit rejects it at once.
 fn too_old_env() -> TestEnv {
