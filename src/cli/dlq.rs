@@ -198,76 +198,86 @@ impl ShowArgs {
     }
 }
 
+/// What `dlq replay` and `dlq delete` share: which messages, a dry run, who runs it.
 #[derive(Debug, Args)]
-pub(crate) struct ReplayArgs {
+pub(crate) struct ReworkArgs {
     #[command(flatten)]
     filter: FilterArgs,
-    /// Every message: no filter (not needed with --from-file or --dry-run).
+    /// Every message: no filter (not needed with --dry-run, nor for replay --from-file).
     #[arg(long)]
     all: bool,
     /// At most this many messages.
     #[arg(long)]
     limit: Option<usize>,
-    /// Messages per second.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Print what would move; move nothing.
+    /// Print what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Replay from a file written by `dlq export` instead of the queue.
-    #[arg(long)]
-    from_file: Option<PathBuf>,
-    #[command(flatten)]
-    operator: OperatorArg,
-}
-
-/// Who runs a command that changes the dead-letter queue: named in its audit row.
-#[derive(Debug, Args)]
-pub(crate) struct OperatorArg {
     /// Who runs this, for the audit trail (default: the OS user).
     #[arg(long, value_name = "NAME")]
     operator: Option<String>,
 }
 
-impl OperatorArg {
-    /// `--operator`, else the OS user (`USER`, `LOGNAME`), else the numeric user ID; cut to
-    /// the audit column's 256 bytes.
-    fn name(self) -> String {
-        let name = self
-            .operator
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("LOGNAME").ok())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| {
-                use std::os::unix::fs::MetadataExt;
-                let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
-                uid.map_or_else(|_| "unknown".to_owned(), |uid| format!("uid:{uid}"))
-            });
-        crate::message::registration_processor_id(Some(&name))
-            .chars()
-            .scan(0, |bytes, c| {
-                *bytes += c.len_utf8();
-                (*bytes <= 256).then_some(c)
-            })
-            .collect()
+impl ReworkArgs {
+    /// Refuses to act on the whole queue unless `--all` says so (a dry run acts on nothing).
+    fn require_filter_or_all(&self, command: &str) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.filter.require_filter_or_all(self.all, command)
     }
+
+    /// The options of the run; no progress bar in a dry run, whose lines would tear it.
+    fn options(self, json: bool, what: &'static str) -> ReworkOptions {
+        ReworkOptions {
+            filter: self.filter.into(),
+            limit: self.limit,
+            dry_run: self.dry_run,
+            progress: Progress::new(!json && !self.dry_run, what),
+            operator: operator_name(self.operator),
+        }
+    }
+}
+
+/// `--operator`, else the OS user (`USER`, `LOGNAME`), else the numeric user ID; made storable
+/// and cut to the audit column's 256 bytes.
+fn operator_name(operator: Option<String>) -> String {
+    let name = operator
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
+            uid.map_or_else(|_| "unknown".to_owned(), |uid| format!("uid:{uid}"))
+        });
+    crate::message::registration_processor_id(Some(&name))
+        .chars()
+        .scan(0, |bytes, c| {
+            *bytes += c.len_utf8();
+            (*bytes <= 256).then_some(c)
+        })
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    rework: ReworkArgs,
+    /// Messages per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Replay from a file written by `dlq export` instead of the queue.
+    #[arg(long)]
+    from_file: Option<PathBuf>,
 }
 
 impl ReplayArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         // An archive is a selection already; the guard is for the live queue.
-        if !self.dry_run && self.from_file.is_none() {
-            self.filter.require_filter_or_all(self.all, "dlq replay")?;
+        if self.from_file.is_none() {
+            self.rework.require_filter_or_all("dlq replay")?;
         }
-        let operator = self.operator.name();
-        let options = rework_options(
-            self.filter,
-            self.limit,
-            self.dry_run,
-            json,
-            "dlq replay",
-            operator,
-        );
+        let options = self.rework.options(json, "dlq replay");
         let mode = Rework::Replay { rate: self.rate };
         let would = would("replay");
         let summary = match &self.from_file {
@@ -281,62 +291,22 @@ impl ReplayArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     #[command(flatten)]
-    filter: FilterArgs,
-    /// Every message: no filter (not needed with --dry-run).
-    #[arg(long)]
-    all: bool,
-    /// At most this many messages.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Print what would be removed; remove nothing.
-    #[arg(long)]
-    dry_run: bool,
+    rework: ReworkArgs,
     /// Confirm the deletion.
     #[arg(long)]
     yes: bool,
-    #[command(flatten)]
-    operator: OperatorArg,
 }
 
 impl DeleteArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         usage_unless(
-            self.dry_run || self.yes,
+            self.rework.dry_run || self.yes,
             "dlq delete removes messages: add --yes (or --dry-run)",
         )?;
-        if !self.dry_run {
-            self.filter.require_filter_or_all(self.all, "dlq delete")?;
-        }
-        let operator = self.operator.name();
-        let options = rework_options(
-            self.filter,
-            self.limit,
-            self.dry_run,
-            json,
-            "dlq delete",
-            operator,
-        );
+        self.rework.require_filter_or_all("dlq delete")?;
+        let options = self.rework.options(json, "dlq delete");
         let summary = dlq::rework(settings, Rework::Delete, &options, would("delete")).await?;
         summary_output("deleted", &options, &summary)
-    }
-}
-
-/// The options of `dlq replay` and `dlq delete`; no progress bar in a dry run, whose lines
-/// would tear it.
-fn rework_options(
-    filter: FilterArgs,
-    limit: Option<usize>,
-    dry_run: bool,
-    json: bool,
-    what: &'static str,
-    operator: String,
-) -> ReworkOptions {
-    ReworkOptions {
-        filter: filter.into(),
-        limit,
-        dry_run,
-        progress: Progress::new(!json && !dry_run, what),
-        operator,
     }
 }
 

@@ -64,7 +64,7 @@ impl Auditor {
             "completed": completed,
         });
         let outcome = if completed { "SUCCESS" } else { "FAILURE" };
-        Ok(audit::write_run(&self.client, &record, outcome, &detail).await?)
+        Ok(audit::write_with_outcome(&self.client, &record, outcome, Some(&detail)).await?)
     }
 
     async fn write(

@@ -45,7 +45,7 @@ impl Processor {
         let client = match trial {
             // An unusable `message_id` is rejected again at every attempt anyway, and its
             // body-derived ID may be another request's: no verdict is kept under it.
-            _ if !identity.message_id_ok => return Ok(None),
+            _ if !identity.message_id_ok() => return Ok(None),
             Trial::First { .. } => return Ok(None),
             Trial::Replayed | Trial::Again => self.pool.get().await?,
         };
@@ -90,7 +90,7 @@ impl Processor {
         app_id: &str,
         identity: &Identity,
     ) -> Result<Option<Decision>, StorageError> {
-        if !identity.message_id_ok {
+        if !identity.message_id_ok() {
             return Ok(None); // nothing is ever recorded under an unusable message_id
         }
         let lookup = Lookup {
@@ -141,7 +141,7 @@ impl Processor {
         };
         match event {
             // The verdict stands from here on: recorded with its audit row.
-            AuditEvent::Rejected if identity.message_id_ok => {
+            AuditEvent::Rejected if identity.message_id_ok() => {
                 rejections::record(&client, &record, &identity.body_sha256).await
             }
             _ => audit::write(&client, &record).await,

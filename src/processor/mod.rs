@@ -117,7 +117,7 @@ impl Processor {
         // recorded transaction (rule 1) wins over any validation error (rule 2).
         let validated = self.validator.validate(
             incoming.content_type,
-            identity.message_id_ok,
+            identity.message_id_ok(),
             incoming.body,
             incoming.trial.age_judged_at(),
         );
@@ -134,7 +134,7 @@ impl Processor {
             .unwrap_or_default();
         let well_formed_count = well_formed.len();
         let lookup = Lookup {
-            transaction_id: identity.message_id_ok.then(|| transaction_id.to_owned()),
+            transaction_id: identity.message_id_ok().then(|| transaction_id.to_owned()),
             prids: (self.require_known_application && !well_formed.is_empty())
                 .then_some(well_formed),
         };

@@ -76,7 +76,7 @@ pub(crate) async fn write(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
 ) -> Result<(), StorageError> {
-    write_with_outcome(client, record, record.event.outcome()).await
+    write_with_outcome(client, record, record.event.outcome(), None).await
 }
 
 /// Writes many rows with one statement (the stores of one group commit).
@@ -106,29 +106,24 @@ pub(crate) async fn write_all(
     Ok(())
 }
 
-/// The statement inserting one row: event time, app ID, transaction ID, event, outcome, code.
+/// The statement inserting one row: event time, app ID, transaction ID, event, outcome, code,
+/// detail (NULL but for an operator's run).
 pub(super) const INSERT_ONE: &str = r#"
-    INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    INSERT INTO prereg.sync_audit
+        (event_time, app_id, transaction_id, event, outcome, error_code, detail)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
 "#;
 
-/// The row of an operator's run (`dlq replay`, `dlq delete`): `record.app_id` names the
-/// operator, `detail` what was asked and done (never a PRID).
-pub(crate) async fn write_run(
+/// Like [`write()`] with an explicit outcome (a job run's status, a `dlq` run's completion)
+/// and, for an operator's run (`dlq replay`, `dlq delete`), its `detail`: what was asked and
+/// done, never a PRID.
+pub(crate) async fn write_with_outcome(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
     outcome: &str,
-    detail: &serde_json::Value,
+    detail: Option<&serde_json::Value>,
 ) -> Result<(), StorageError> {
-    let statement = client
-        .prepare_cached(
-            r#"
-            INSERT INTO prereg.sync_audit
-                (event_time, app_id, transaction_id, event, outcome, error_code, detail)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            "#,
-        )
-        .await?;
+    let statement = client.prepare_cached(INSERT_ONE).await?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
         &record.at,
         &record.app_id,
@@ -136,26 +131,7 @@ pub(crate) async fn write_run(
         &record.event.as_str(),
         &outcome,
         &record.error_code,
-        detail,
-    ];
-    client.execute(&statement, &params).await?;
-    Ok(())
-}
-
-/// Like [`write()`] with an explicit outcome (a job run's status).
-pub(crate) async fn write_with_outcome(
-    client: &impl GenericClient,
-    record: &AuditRecord<'_>,
-    outcome: &str,
-) -> Result<(), StorageError> {
-    let statement = client.prepare_cached(INSERT_ONE).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-        &record.at,
-        &record.app_id,
-        &record.transaction_id,
-        &record.event.as_str(),
-        &outcome,
-        &record.error_code,
+        &detail,
     ];
     client.execute(&statement, &params).await?;
     Ok(())

@@ -21,7 +21,7 @@ pub(crate) async fn record(
             WITH verdict AS (
                 INSERT INTO prereg.sync_rejection
                     (transaction_id, body_sha256, error_code, rejected_at)
-                VALUES ($3, $7, $6, $1)
+                VALUES ($3, $8, $6, $1)
                 ON CONFLICT (transaction_id, body_sha256) DO UPDATE
                     SET error_code = EXCLUDED.error_code, rejected_at = EXCLUDED.rejected_at
             )
@@ -41,6 +41,7 @@ pub(crate) async fn record(
                 &event,
                 &outcome,
                 &audit.error_code,
+                &None::<serde_json::Value>,
                 &body_sha256,
             ],
         )

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use support::*;
 
-use super::operations::dead_letter_some;
+use super::operations::dead_letters_of_a_stopped_worker;
 
 /// An empty directory of this test's own.
 fn scratch_dir(env: &TestEnv, name: &str) -> PathBuf {
@@ -18,11 +18,7 @@ fn scratch_dir(env: &TestEnv, name: &str) -> PathBuf {
 /// `n` requests with an unsupported version (PRG_PAM_CORE_002), `tx-version-<i>`, dead-lettered
 /// by the worker, which is stopped after.
 async fn dead_letter_rejections(env: &mut TestEnv, n: usize) {
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    dead_letter_some(&broker, 0, n).await;
-    env.stop_app().await;
+    dead_letters_of_a_stopped_worker(env, 0, n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::*;
 
-use crate::operations::dead_letter_some;
+use crate::operations::{dead_letter_some, dead_letters_of_a_stopped_worker};
 
 /// The transaction IDs of the dead-letter queue, in its order.
 fn order(env: &TestEnv) -> Vec<String> {
@@ -21,11 +21,7 @@ fn order(env: &TestEnv) -> Vec<String> {
 /// 12 dead letters, then 25 mixed reads: all 12 still there, in the same order every time.
 async fn twenty_five_reads_keep_twelve_dead_letters(limit_policy: bool) {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    dead_letter_some(&broker, 8, 4).await;
-    env.stop_app().await;
+    let (broker, _) = dead_letters_of_a_stopped_worker(&mut env, 8, 4).await;
     if limit_policy {
         rabbitmqctl(&[
             "set_policy",

@@ -159,9 +159,9 @@ fn assert_cases_answered_and_dead_lettered(cases: &[Case], got: &[Delivery], dea
     }
 }
 
-/// The overlong `message_id` is answered naming no transaction (the body-derived ID may be
-/// another request's), audited under the derived ID with its hostile app ID made storable; the
-/// forged `x-death` header is dropped from the copy.
+/// The overlong `message_id` is answered under that `message_id` as sent, never under the
+/// body-derived ID (which may be another request's), and audited under the derived ID with its
+/// hostile app ID made storable; the forged `x-death` header is dropped from the copy.
 async fn assert_overlong_and_forged_handled(
     env: &TestEnv,
     valid: &[u8],
@@ -173,7 +173,11 @@ async fn assert_overlong_and_forged_handled(
         .iter()
         .find(|r| error_code(r) == "PRS_INVALID_TRANSACTION_ID")
         .expect("overlong message_id answered");
-    assert_eq!(header_str(overlong_reply, "x-transaction-id"), None);
+    let sent = "m".repeat(255);
+    assert_eq!(
+        header_str(overlong_reply, "x-transaction-id"),
+        Some(sent.clone())
+    );
     assert_eq!(
         overlong_reply
             .properties
@@ -181,7 +185,8 @@ async fn assert_overlong_and_forged_handled(
             .as_ref()
             .unwrap()
             .as_str(),
-        format!("invalid-message-id.{derived}.error")
+        format!("{}.error", &sent[..249]),
+        "cut to an AMQP short string"
     );
     let forged_copy = dead
         .iter()

@@ -59,6 +59,21 @@ pub(crate) async fn dead_letter_some(
     unknown
 }
 
+/// A worker dead-letters `n` requests with unknown PRIDs and `m` with a wrong version (as
+/// [`dead_letter_some`]) and is stopped: the queue the `dlq` commands then work on alone.
+pub(crate) async fn dead_letters_of_a_stopped_worker(
+    env: &mut TestEnv,
+    n: usize,
+    m: usize,
+) -> (Broker, HashMap<String, Vec<String>>) {
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    broker.reply_queue("rp.replies").await;
+    let unknown = dead_letter_some(&broker, n, m).await;
+    env.stop_app().await;
+    (broker, unknown)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_what_happened() {
     let mut env = TestEnv::new();
@@ -253,11 +268,7 @@ async fn readiness_follows_the_database_and_liveness_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_filters_groups_and_hides_prids() {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&broker, 3, 2).await;
-    env.stop_app().await;
+    let (broker, unknown) = dead_letters_of_a_stopped_worker(&mut env, 3, 2).await;
 
     let table = env.cli_ok(&["dlq", "list"]);
     assert!(
@@ -396,11 +407,8 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_killed_midway_loses_nothing() {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&broker, 60, 0).await;
-    env.stop_app().await; // replayed messages stay in the request queue for counting
+    // Stopped: replayed messages stay in the request queue for counting.
+    let (broker, unknown) = dead_letters_of_a_stopped_worker(&mut env, 60, 0).await;
 
     let mut child = env
         .command()

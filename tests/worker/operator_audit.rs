@@ -4,7 +4,7 @@
 
 use support::*;
 
-use crate::operations::dead_letter_some;
+use crate::operations::dead_letters_of_a_stopped_worker;
 
 /// `(app_id, outcome, detail)` of the run rows of `event`.
 async fn run_rows(env: &TestEnv, event: &str) -> Vec<(String, String, serde_json::Value)> {
@@ -24,11 +24,7 @@ async fn run_rows(env: &TestEnv, event: &str) -> Vec<(String, String, serde_json
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_and_delete_runs_name_the_operator_the_filter_and_the_counts() {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&broker, 3, 2).await;
-    env.stop_app().await;
+    let (_, unknown) = dead_letters_of_a_stopped_worker(&mut env, 3, 2).await;
 
     env.cli_ok(&[
         "dlq",

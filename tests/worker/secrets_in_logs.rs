@@ -110,15 +110,10 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
             properties("tx-e", Some("rp.nowhere")),
         )
         .await;
-    wait_until(
+    env.wait_for_count(
+        "SELECT count(*) FROM prereg.sync_audit WHERE event = 'REPLY_UNROUTABLE'",
+        1,
         Duration::from_secs(30),
-        Duration::from_millis(100),
-        "the unroutable reply was not audited",
-        async || {
-            env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'REPLY_UNROUTABLE'")
-                .await
-                == 1
-        },
     )
     .await;
     terminate(&worker);

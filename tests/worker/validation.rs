@@ -141,16 +141,14 @@ fn one_case_per_rule(prid: &str) -> Vec<Case> {
 
 /// `case`'s error reply (in `got`) and dead-letter copy (in `dead`), as the contract says.
 fn assert_rejected((code, _, message_id, body): &Case, got: &[Delivery], dead: &[Delivery]) {
-    // An unusable message_id: the copy goes by the body-derived ID, the reply names none.
-    let (tx, reply_message_id) = if message_id.len() > 36 {
-        let derived = derived_transaction_id(body);
-        (
-            derived.clone(),
-            format!("invalid-message-id.{derived}.error"),
-        )
+    // An unusable message_id: the copy goes by the body-derived ID, the reply by the
+    // message_id as sent.
+    let tx = if message_id.len() > 36 {
+        derived_transaction_id(body)
     } else {
-        (message_id.clone(), format!("{message_id}.error"))
+        message_id.clone()
     };
+    let reply_message_id = format!("{message_id}.error");
     let reply = got
         .iter()
         .find(|r| r.properties.message_id().as_ref().map(|m| m.as_str()) == Some(&reply_message_id))

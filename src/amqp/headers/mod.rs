@@ -92,39 +92,38 @@ pub(crate) fn long_string(value: &str) -> AMQPValue {
 
 /// Properties of a reply: `correlation_id` echoed (else the transaction ID), a deterministic
 /// `message_id` so consumers can de-duplicate, persistent, typed, and the transaction header.
-/// A request whose `message_id` is no transaction ID has none: its reply names no transaction
-/// (the body-derived ID may be another request's), and its `message_id`,
-/// `invalid-message-id.<derived ID>.error`, is longer than any transaction ID can be.
+/// A request whose `message_id` is no transaction ID is answered under that `message_id` as
+/// sent, never under the body-derived ID (which may be another request's transaction).
 pub(crate) fn reply_properties(
     identity: &Identity,
     correlation_id: Option<&ShortString>,
     kind: ReplyKind,
 ) -> BasicProperties {
-    let transaction_id = &identity.transaction_id;
+    let name = identity
+        .unusable_message_id
+        .as_deref()
+        .unwrap_or(identity.transaction_id.as_str());
     let mut headers = FieldTable::default();
-    let mut properties = BasicProperties::default();
-    if identity.message_id_ok {
-        headers.insert(TRANSACTION_ID.into(), long_string(transaction_id.as_str()));
-        properties = properties
-            .with_message_id(format!("{transaction_id}.{}", kind.as_str()).into())
-            .with_correlation_id(
-                correlation_id
-                    .cloned()
-                    .unwrap_or_else(|| transaction_id.as_str().into()),
-            );
-    } else {
-        properties = properties.with_message_id(
-            format!("invalid-message-id.{transaction_id}.{}", kind.as_str()).into(),
-        );
-        if let Some(correlation_id) = correlation_id {
-            properties = properties.with_correlation_id(correlation_id.clone());
-        }
-    }
-    properties
+    headers.insert(TRANSACTION_ID.into(), long_string(name));
+    let correlation = correlation_id.cloned().unwrap_or_else(|| name.into());
+    BasicProperties::default()
+        .with_correlation_id(correlation)
+        .with_message_id(reply_message_id(name, kind).into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_type(kind.as_str().into())
         .with_headers(headers)
+}
+
+/// `<name>.<kind>`, cut to the 255 bytes of an AMQP short string (an unusable `message_id` can
+/// be that long already).
+fn reply_message_id(name: &str, kind: ReplyKind) -> String {
+    let suffix = format!(".{}", kind.as_str());
+    let mut end = name.len().min(255 - suffix.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &name[..end])
 }
 
 /// Why a request is being republished (delayed retry or dead-letter copy).

@@ -212,11 +212,16 @@ fn reply_properties_follow_the_contract() {
 }
 
 #[test]
-fn a_reply_to_an_unusable_message_id_names_no_transaction() {
-    let identity = Identity::of(Some(&"x".repeat(37)), b"{}");
+fn a_reply_to_an_unusable_message_id_is_named_by_it() {
+    let sent = "x".repeat(250);
+    let identity = Identity::of(Some(&sent), b"{}");
     let props = reply_properties(&identity, None, ReplyKind::Error);
-    assert_eq!(string(props.headers().as_ref(), TRANSACTION_ID), None);
-    assert_eq!(props.correlation_id(), &None);
+    assert_eq!(
+        string(props.headers().as_ref(), TRANSACTION_ID),
+        Some(sent.as_str())
+    );
+    assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), sent);
     let message_id = props.message_id().as_ref().unwrap().as_str();
-    assert!(message_id.starts_with("invalid-message-id.") && message_id.len() > 36);
+    assert_eq!(message_id.len(), 255);
+    assert!(message_id.ends_with("xxx.error"));
 }

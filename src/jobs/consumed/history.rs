@@ -66,7 +66,7 @@ pub(super) async fn finish(
         event: AuditEvent::ConsumedJobRun,
         error_code: None,
     };
-    audit::write_with_outcome(client, &record, status).await?;
+    audit::write_with_outcome(client, &record, status, None).await?;
     Ok(())
 }
 
