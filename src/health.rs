@@ -123,6 +123,10 @@ impl Health {
     /// Waits until the database is reported up (or returns at once if it is).
     pub(crate) async fn wait_for_database(&self) {
         let mut rx = self.0.db_up.subscribe();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "fails only once the sender is gone, and `self` holds it"
+        )]
         let _ = rx.wait_for(|up| *up).await;
     }
 
@@ -184,6 +188,7 @@ const CAN_WRITE: &str = "SELECT NOT pg_is_in_recovery() \
      AND has_table_privilege('prereg.intf_processed_prereg_list', 'INSERT') \
      AND has_table_privilege('prereg.sync_audit', 'INSERT') \
      AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE') \
+     AND has_table_privilege('prereg.sync_rejection', 'SELECT, INSERT, UPDATE, DELETE') \
      AND has_table_privilege('prereg.applicant_demographic', 'SELECT') \
      AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')";
 
@@ -203,6 +208,13 @@ fn forget_stale(pool: &Pool, since: Option<Instant>) {
             "pooled database connections from before the outage dropped"
         );
     }
+}
+
+/// Whether the database can take the worker's writes now (its grants included): tells a role
+/// that lost a grant (an outage) from a row-level security policy refusing one request's rows,
+/// both SQLSTATE 42501.
+pub(crate) async fn can_write(pool: &Pool) -> bool {
+    check(pool).await.is_ok()
 }
 
 async fn check(pool: &Pool) -> Result<(), StorageError> {

@@ -27,6 +27,7 @@
 //! - `dlq`: the dead-letter tools (list, show, replay, delete, export), loss-free by design.
 //! - `jobs`: the consumed-status job (scheduled or run once) and retention purges.
 //! - `tls`: TLS to RabbitMQ and PostgreSQL (rustls).
+//! - [`error_text`]: an error and its causes on one line, each cause once.
 //! - [`loadgen`]: the registration processor's stand-in for demos and benchmarks.
 //! - [`cli`]: the command line.
 //!
@@ -37,6 +38,8 @@ pub mod amqp;
 pub mod cli;
 pub mod config;
 pub(crate) mod dlq;
+mod error_text;
+pub use error_text::error_text;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod fault;
 pub(crate) mod health;

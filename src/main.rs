@@ -2,7 +2,11 @@
 //! a non-zero exit status.
 
 use clap::Parser;
-use prereg_sync::{amqp, cli::Cli};
+use prereg_sync::{
+    amqp,
+    cli::{Cli, UsageError},
+    error_text,
+};
 
 fn main() -> std::process::ExitCode {
     // Before any thread exists: see the function's documentation.
@@ -23,8 +27,11 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(Cli::parse().execute()) {
         Ok(completion) => std::process::ExitCode::from(completion.exit_code()),
         Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("error: {}", error_text(err.as_ref()));
+            match err.downcast_ref::<UsageError>() {
+                Some(_) => std::process::ExitCode::from(2),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

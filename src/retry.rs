@@ -9,6 +9,10 @@
 //! - *Infrastructure down* (database unreachable, pool exhausted, broker connection lost): not
 //!   the message's fault. The delivery is held unacked, no new ones are taken, and processing
 //!   resumes when the dependency is back; the retry budget is not charged.
+//! - *Refused* (SQLSTATE 42501, insufficient privilege): either the worker's role lost a grant
+//!   (an outage: held, as above) or a row-level security policy refused this request's rows
+//!   (permanent for this request: dead-lettered, counted and alerted on, never retried). The
+//!   worker asks the database which (`health::can_write`: its grants) before deciding.
 
 use std::time::Duration;
 
@@ -21,6 +25,15 @@ pub enum FailureClass {
     Permanent,
     Transient,
     InfrastructureDown,
+    Refused,
+}
+
+impl FailureClass {
+    /// Whether the failure may come from one request's own data, so that a batch failing with
+    /// it is redone one request at a time to find which.
+    pub(crate) fn may_be_the_datas(self) -> bool {
+        matches!(self, FailureClass::Permanent | FailureClass::Refused)
+    }
 }
 
 /// The configured retry budget.

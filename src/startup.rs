@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
+use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -27,8 +28,9 @@ pub struct Application {
     /// `None` for `prereg-sync ingress`: no consumer, no migrations, no scheduled jobs.
     worker: Option<Worker>,
     ingress: Option<BoundIngress>,
-    /// The ingress's pool when there is no worker (the worker's processor holds it otherwise).
-    pool: deadpool_postgres::Pool,
+    /// The database connections: the worker, the ingress, the probe, the job and the report
+    /// take handles to it; closed when the application stops.
+    pool: Pool,
     health: Health,
     http_addr: SocketAddr,
     http_shutdown: CancellationToken,
@@ -121,6 +123,7 @@ impl Application {
                 &worker,
                 &retry,
                 processor,
+                pool.clone(),
                 health.clone(),
                 metrics,
             )?)
@@ -150,13 +153,6 @@ impl Application {
         self.http_addr
     }
 
-    /// The database pool every part shares.
-    fn pool(&self) -> &deadpool_postgres::Pool {
-        self.worker
-            .as_ref()
-            .map_or(&self.pool, |worker| worker.processor().pool())
-    }
-
     /// Where the HTTP ingress listens, when it is on.
     pub fn ingress_addr(&self) -> Option<SocketAddr> {
         self.ingress.as_ref().map(BoundIngress::addr)
@@ -180,13 +176,19 @@ impl Application {
             .take()
             .map(|ingress| tokio::spawn(ingress.run(shutdown.clone())));
         let result = self.run(&shutdown).await;
-        if let Some(ingress) = ingress {
-            let _ = ingress.await;
+        if let Some(ingress) = ingress
+            && let Err(err) = ingress.await
+        {
+            tracing::error!(error = %err, "the ingress task failed");
         }
         watcher.abort();
-        self.pool().close();
         self.http_shutdown.cancel();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "the HTTP task returns nothing; a panic in it was printed when it happened"
+        )]
         let _ = self.http_task.await;
+        self.pool.close();
         result
     }
 
@@ -210,7 +212,7 @@ impl Application {
             }
         }
         let probe = tokio::spawn(self.health.clone().probe_database(
-            self.pool().clone(),
+            self.pool.clone(),
             self.outage_max_delay,
             shutdown.clone(),
         ));
@@ -224,8 +226,11 @@ impl Application {
             tokio::spawn(consumed_job_on_schedule(job, schedule, stop_job.clone()))
         });
         let reporter = self.report_schedule.take().map(|schedule| {
-            let pool = self.pool().clone();
-            tokio::spawn(report_on_schedule(pool, schedule, shutdown.clone()))
+            tokio::spawn(report_on_schedule(
+                self.pool.clone(),
+                schedule,
+                shutdown.clone(),
+            ))
         });
         let grace = self.shutdown_grace;
         let job_stopped = async {

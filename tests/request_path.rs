@@ -120,13 +120,13 @@ proptest! {
         let tx = identity.transaction_id.as_str();
         prop_assert!(!tx.is_empty() && tx.len() <= 36 && tx.bytes().all(|b| (0x20..=0x7e).contains(&b)));
         prop_assert!(!registration_processor_id(app_id.as_deref()).contains('\0'));
-        let outcome = validator().validate(content_type.as_deref(), identity.message_id_ok, &body, Some(Utc::now()));
+        let outcome = validator().validate(content_type.as_deref(), identity.message_id_ok(), &body, Some(Utc::now()));
         let json = content_type.as_deref().is_none_or(|ct| {
             ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
         match outcome {
             Ok(envelope) => {
-                prop_assert!(json && identity.message_id_ok);
+                prop_assert!(json && identity.message_id_ok());
                 prop_assert!(!envelope.prids.is_empty() && envelope.prids.len() <= 10_000);
                 let unique: std::collections::HashSet<_> = envelope.prids.iter().collect();
                 prop_assert_eq!(unique.len(), envelope.prids.len());
@@ -135,7 +135,7 @@ proptest! {
                 prop_assert!(VALIDATION_CODES.contains(&code));
                 if !json {
                     prop_assert_eq!(code, ErrorCode::UnsupportedContentType);
-                } else if !identity.message_id_ok {
+                } else if !identity.message_id_ok() {
                     prop_assert_eq!(code, ErrorCode::InvalidTransactionId);
                 }
             }

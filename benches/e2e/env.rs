@@ -63,6 +63,10 @@ impl Env {
 
     pub fn placed(name: &str, placement: Placement) -> Env {
         let name = format!("prs_bench_{name}");
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "a vhost an earlier run left goes first; there is usually none"
+        )]
         let _ = rabbitmqctl().args(["delete_vhost", &name]).output();
         must(rabbitmqctl().args(["add_vhost", &name]));
         must(rabbitmqctl().args(["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]));
@@ -125,6 +129,10 @@ impl Env {
 }
 
 impl Drop for Env {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop cannot fail the run"
+    )]
     fn drop(&mut self) {
         let _ = rabbitmqctl().args(["delete_vhost", &self.name]).output();
         psql(
@@ -150,6 +158,10 @@ pub fn psql(db: &str, sql: &str) -> String {
 pub struct Worker(pub Child);
 
 impl Drop for Worker {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop cannot fail the run"
+    )]
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])

@@ -10,6 +10,10 @@
 //! client), `probes` (limits A and B), `scenarios` (S1–S4, latency, the job), `http` (S6, the
 //! HTTP ingress), `measure`
 //! (`/proc` sampling), `report` (tables and medians).
+#![allow(
+    clippy::print_stdout,
+    reason = "the report tables are the benchmark's output"
+)]
 
 mod env;
 mod http;

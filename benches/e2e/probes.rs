@@ -96,7 +96,15 @@ pub async fn probe_broker_at(requests: usize, placement: Placement) -> anyhow::R
     }
     let requests_per_s = requests as f64 / start.elapsed().as_secs_f64();
     let cpu = CpuSplit::sample(&[]).per_thousand(&cpu_before, requests);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the figures are taken; how the connection closes does not change them"
+    )]
     let _ = connection.close(200, "".into()).await;
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the figures are taken; how the connection closes does not change them"
+    )]
     let _ = declaring.close(200, "".into()).await;
     Ok(BrokerProbe {
         requests_per_s,

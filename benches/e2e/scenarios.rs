@@ -76,6 +76,10 @@ pub async fn scenario_at(
     running.into_iter().for_each(stop);
     verify_stored(&env, name, requests, prids.len())?;
     let secs = (last - first).as_secs_f64().max(1e-9);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the figures are taken; how the connection closes does not change them"
+    )]
     let _ = connection.close(200, "".into()).await;
     Ok(Scenario {
         requests_per_s: (requests - 1) as f64 / secs,
@@ -136,7 +140,15 @@ pub async fn latency(requests: usize, rate: f64) -> anyhow::Result<(Duration, Du
         env.count("SELECT count(*) FROM prereg.sync_transaction") == requests as i64,
         "latency: transactions"
     );
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the figures are taken; how the connection closes does not change them"
+    )]
     let _ = publish_connection.close(200, "".into()).await;
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the figures are taken; how the connection closes does not change them"
+    )]
     let _ = reply_connection.close(200, "".into()).await;
     Ok((percentile(&latencies, 0.50), percentile(&latencies, 0.99)))
 }

@@ -16,13 +16,15 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'worker_role') \gexec
 GRANT CONNECT ON DATABASE :"DBNAME" TO :"worker_role";
 GRANT USAGE ON SCHEMA prereg TO :"worker_role";
 
--- Hot path: transaction lookup and record, both PRID tables, audit, crash-loop suspects.
+-- Hot path: transaction lookup and record, both PRID tables, audit, crash-loop suspects,
+-- standing rejections.
 GRANT SELECT, INSERT ON prereg.sync_transaction TO :"worker_role";
 GRANT SELECT, INSERT ON prereg.intf_processed_prereg_list TO :"worker_role";
 GRANT SELECT, INSERT, UPDATE ON prereg.processed_prereg_list TO :"worker_role";
 GRANT INSERT ON prereg.sync_audit TO :"worker_role";
 GRANT USAGE ON SEQUENCE prereg.sync_audit_id_seq TO :"worker_role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON prereg.sync_suspect TO :"worker_role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON prereg.sync_rejection TO :"worker_role";
 -- Known-application check (read only) and the consumed-status job (archive = copy + delete).
 GRANT SELECT, DELETE ON prereg.applicant_demographic, prereg.applicant_document,
     prereg.reg_appointment, prereg.applications TO :"worker_role";

@@ -7,11 +7,28 @@ pub(crate) mod publisher;
 pub mod topology;
 pub(crate) mod upgrade;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties, uri::AMQPUri};
 
 use self::nodes::Nodes;
 use crate::config::AmqpSettings;
+
+/// How long closing a channel or a connection may take. A close is a courtesy to the broker
+/// (unacked deliveries go back at once rather than at the TCP timeout): never worth hanging a
+/// shutdown or a failover for, when the broker has stopped answering.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs a channel's or connection's `close`, giving up after [`CLOSE_TIMEOUT`]. Its outcome
+/// does not matter: the broker closes what it has left when the TCP connection goes.
+pub(crate) async fn close_within(close: impl Future<Output = lapin::Result<()>>) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(error = %err, "closing on the broker failed; dropped"),
+        Err(_) => tracing::debug!("the broker did not answer a close in time; dropped"),
+    }
+}
 
 /// Stack reserved for lapin's I/O thread, which parses incoming frames.
 const FRAME_PARSING_STACK: &str = "268435456";
@@ -79,7 +96,17 @@ async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Conne
     // The TLS settings apply to amqps:// only; lapin ignores them for amqp://.
     let tls = crate::tls::amqp_config(&settings.tls)?;
     let runtime = lapin::runtime::default_runtime().context("starting lapin's runtime")?;
-    Ok(Connection::connect_uri_with_config(uri, properties, tls, runtime).await?)
+    let connect = Connection::connect_uri_with_config(uri, properties, tls, runtime);
+    // lapin has no deadline of its own: a node that accepts TCP but never speaks AMQP (a hung
+    // VM, a load balancer with no backend) would hold start-up and failover forever.
+    match tokio::time::timeout(settings.connect_timeout, connect).await {
+        // lapin's message already holds its source's text: one line, each cause once.
+        Ok(connection) => connection.map_err(|err| anyhow::Error::msg(crate::error_text(&err))),
+        Err(_) => anyhow::bail!(
+            "no AMQP handshake within amqp.connect_timeout ({}): not a broker, or hung",
+            humantime::format_duration(settings.connect_timeout)
+        ),
+    }
 }
 
 /// Declares a server-named, exclusive, auto-delete queue on `channel` and consumes it without

@@ -44,6 +44,10 @@ impl Nodes {
     /// Moves on to the next node (wrapping round); `true` when that is another node.
     pub(crate) fn advance(&self) -> bool {
         let count = self.count();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "the update always returns `Some`, so it cannot fail"
+        )]
         let _ = self
             .current
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |i| {

@@ -91,6 +91,6 @@ impl Publisher {
     }
 
     pub(crate) async fn close(&self) {
-        let _ = self.channel.close(200, "shutdown".into()).await;
+        super::close_within(self.channel.close(200, "shutdown".into())).await;
     }
 }

@@ -75,7 +75,7 @@ pub async fn declare(
         }
     }
     // Best effort: the channel is only for declarations.
-    let _ = channel.close(200, "topology declared".into()).await;
+    super::close_within(channel.close(200, "topology declared".into())).await;
     Ok(())
 }
 

@@ -12,7 +12,9 @@
 //! registration processor publishes to it all along, and it has been quorum from the start.
 //!
 //! Run it with the workers stopped (an old worker cannot start against the new topology, nor a
-//! new one against the old): see docs/operations.md.
+//! new one against the old): it refuses to start while the request queue has consumers, and
+//! refuses to delete a queue that has any (a reply-queue consumer would lose the replies it has
+//! not acked yet). See docs/operations.md.
 
 use anyhow::Context;
 use lapin::{
@@ -45,6 +47,13 @@ pub(crate) async fn upgrade_queues(
     settings: &AmqpSettings,
     retry_delays: &[std::time::Duration],
 ) -> anyhow::Result<Vec<QueueUpgrade>> {
+    if let Some(workers) = consumers(connection, &settings.request_queue).await? {
+        anyhow::ensure!(
+            workers == 0,
+            "{workers} consumer(s) on `{}`: stop every worker first (docs/operations.md); nothing was changed",
+            settings.request_queue
+        );
+    }
     let publisher = Publisher::open(connection, settings.publish_timeout)
         .await
         .context("opening a confirm channel")?;
@@ -88,10 +97,10 @@ async fn upgrade_one(
     })
 }
 
-/// Moves every message from `from` to `to`, then deletes `from` once it is seen empty; a
-/// message published to `from` in between is moved on the next round. (Quorum queues refuse
-/// the `if-empty` delete flag, so emptiness is checked first: the window between the check and
-/// the delete is why the workers are stopped while this runs.)
+/// Moves every message from `from` to `to`, then deletes `from` once it is seen empty and with
+/// no consumer; a message published to `from` in between is moved on the next round. (Quorum
+/// queues refuse the `if-empty` and `if-unused` delete flags, so both are checked first: the
+/// window between the check and the delete is why the workers are stopped while this runs.)
 async fn drain_and_delete(
     connection: &Connection,
     publisher: &Publisher,
@@ -104,6 +113,14 @@ async fn drain_and_delete(
         if depth(connection, from).await? > 0 {
             continue;
         }
+        // A consumer holds its unacked messages outside the ready count: deleting the queue
+        // would lose them.
+        let held = consumers(connection, from).await?.unwrap_or(0);
+        anyhow::ensure!(
+            held == 0,
+            "`{from}` has {held} consumer(s), whose unacked messages its deletion would lose: \
+             stop them and run again; nothing was lost"
+        );
         channel(connection)
             .await?
             .queue_delete(from.into(), QueueDeleteOptions::default())
@@ -146,7 +163,7 @@ async fn drain(
             .context("acking a moved message")?;
         moved += 1;
     }
-    let _ = channel.close(200, "moved".into()).await;
+    super::close_within(channel.close(200, "moved".into())).await;
     Ok(moved)
 }
 
@@ -190,6 +207,15 @@ async fn depth(connection: &Connection, name: &str) -> anyhow::Result<u32> {
         .await?
         .with_context(|| format!("counting `{name}`"))?;
     Ok(queue.message_count())
+}
+
+/// Consumers of `name`, `None` when it does not exist.
+async fn consumers(connection: &Connection, name: &str) -> anyhow::Result<Option<u32>> {
+    match passive(connection, name).await? {
+        Ok(queue) => Ok(Some(queue.consumer_count())),
+        Err(err) if topology::is_soft(&err, AMQPSoftError::NOTFOUND) => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("looking at `{name}`")),
+    }
 }
 
 async fn exists(connection: &Connection, name: &str) -> anyhow::Result<bool> {

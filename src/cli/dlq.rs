@@ -7,10 +7,11 @@ use std::{fmt::Write as _, path::PathBuf};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
-use super::Output;
+use super::{Output, usage_unless};
 use crate::{
     config::Settings,
     dlq::{self, Filter, ListOptions, Listing, Rework, ReworkOptions, Row, Summary},
+    message::ErrorCode,
     progress::Progress,
 };
 
@@ -38,24 +39,42 @@ impl FilterArgs {
             || self.transaction_id.is_some()
             || self.since.is_some()
             || self.until.is_some();
-        match (filtered, all) {
-            (false, false) => anyhow::bail!(
-                "{command} without a filter acts on every message: add --all, or a filter"
-            ),
-            (true, true) => anyhow::bail!("{command}: --all and a filter exclude each other"),
-            _ => Ok(()),
-        }
+        usage_unless(
+            filtered || all,
+            format!("{command} without a filter acts on every message: add --all, or a filter"),
+        )?;
+        usage_unless(
+            !(filtered && all),
+            format!("{command}: --all and a filter exclude each other"),
+        )
     }
 }
 
 impl From<FilterArgs> for Filter {
     fn from(args: FilterArgs) -> Filter {
+        if let Some(code) = &args.error_code {
+            warn_unless_known(code);
+        }
         Filter {
             error_code: args.error_code,
             transaction_id: args.transaction_id,
             since: args.since,
             until: args.until,
         }
+    }
+}
+
+/// A filter on a code no message can carry (a typo, a wrong case) matches nothing after
+/// walking the whole queue: say so before.
+fn warn_unless_known(code: &str) {
+    let known =
+        ErrorCode::ALL.iter().any(|known| known.code() == code) || code.starts_with("broker: ");
+    if !known {
+        tracing::warn!(
+            error_code = code,
+            "--error-code is not one of the contract's codes nor `broker: <reason>` (codes are \
+             case-sensitive; `dlq list --group` shows those in the queue): it will match nothing"
+        );
     }
 }
 
@@ -115,6 +134,10 @@ impl ListArgs {
             (Listing::Groups(groups), false) => {
                 let mut out = String::from("ERROR_CODE\tCOUNT\n");
                 for (code, n) in &groups {
+                    #[allow(
+                        clippy::let_underscore_must_use,
+                        reason = "writing to a String cannot fail"
+                    )]
                     let _ = writeln!(out, "{code}\t{n}");
                 }
                 out
@@ -126,6 +149,10 @@ impl ListArgs {
     }
 }
 
+#[allow(
+    clippy::let_underscore_must_use,
+    reason = "writing to a String cannot fail"
+)]
 fn table(rows: &[Row], show_ids: bool) -> String {
     let mut out = String::from(
         "POS\tTRANSACTION_ID\tERROR_CODE\tRETRIES\tFIRST_FAILURE\tDEATHS\tAPP_ID\tREASON",
@@ -162,29 +189,83 @@ pub(crate) struct ShowArgs {
 }
 
 impl ShowArgs {
-    /// Always JSON: the message's properties and headers as the broker gave them.
+    /// Always JSON: the message's properties and headers as the broker gave them, header
+    /// values as strings and numbers.
     async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
-        let detail = dlq::show(settings, &self.transaction_id, self.show_ids).await?;
+        let mut detail = dlq::show(settings, &self.transaction_id, self.show_ids).await?;
+        detail["properties"] = dlq::readable_properties(detail["properties"].take());
         Ok(Output::verbatim(serde_json::to_string_pretty(&detail)?))
     }
 }
 
+/// What `dlq replay` and `dlq delete` share: which messages, a dry run, who runs it.
 #[derive(Debug, Args)]
-pub(crate) struct ReplayArgs {
+pub(crate) struct ReworkArgs {
     #[command(flatten)]
     filter: FilterArgs,
-    /// Every message: no filter (not needed with --from-file or --dry-run).
+    /// Every message: no filter (not needed with --dry-run, nor for replay --from-file).
     #[arg(long)]
     all: bool,
     /// At most this many messages.
     #[arg(long)]
     limit: Option<usize>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Who runs this, for the audit trail (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    operator: Option<String>,
+}
+
+impl ReworkArgs {
+    /// Refuses to act on the whole queue unless `--all` says so (a dry run acts on nothing).
+    fn require_filter_or_all(&self, command: &str) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
+        self.filter.require_filter_or_all(self.all, command)
+    }
+
+    /// The options of the run; no progress bar in a dry run, whose lines would tear it.
+    fn options(self, json: bool, what: &'static str) -> ReworkOptions {
+        ReworkOptions {
+            filter: self.filter.into(),
+            limit: self.limit,
+            dry_run: self.dry_run,
+            progress: Progress::new(!json && !self.dry_run, what),
+            operator: operator_name(self.operator),
+        }
+    }
+}
+
+/// `--operator`, else the OS user (`USER`, `LOGNAME`), else the numeric user ID; made storable
+/// and cut to the audit column's 256 bytes.
+fn operator_name(operator: Option<String>) -> String {
+    let name = operator
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
+            uid.map_or_else(|_| "unknown".to_owned(), |uid| format!("uid:{uid}"))
+        });
+    crate::message::registration_processor_id(Some(&name))
+        .chars()
+        .scan(0, |bytes, c| {
+            *bytes += c.len_utf8();
+            (*bytes <= 256).then_some(c)
+        })
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    rework: ReworkArgs,
     /// Messages per second.
     #[arg(long)]
     rate: Option<f64>,
-    /// Print what would move; move nothing.
-    #[arg(long)]
-    dry_run: bool,
     /// Replay from a file written by `dlq export` instead of the queue.
     #[arg(long)]
     from_file: Option<PathBuf>,
@@ -193,10 +274,10 @@ pub(crate) struct ReplayArgs {
 impl ReplayArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         // An archive is a selection already; the guard is for the live queue.
-        if !self.dry_run && self.from_file.is_none() {
-            self.filter.require_filter_or_all(self.all, "dlq replay")?;
+        if self.from_file.is_none() {
+            self.rework.require_filter_or_all("dlq replay")?;
         }
-        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq replay");
+        let options = self.rework.options(json, "dlq replay");
         let mode = Rework::Replay { rate: self.rate };
         let would = would("replay");
         let summary = match &self.from_file {
@@ -210,16 +291,7 @@ impl ReplayArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DeleteArgs {
     #[command(flatten)]
-    filter: FilterArgs,
-    /// Every message: no filter (not needed with --dry-run).
-    #[arg(long)]
-    all: bool,
-    /// At most this many messages.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Print what would be removed; remove nothing.
-    #[arg(long)]
-    dry_run: bool,
+    rework: ReworkArgs,
     /// Confirm the deletion.
     #[arg(long)]
     yes: bool,
@@ -227,37 +299,22 @@ pub(crate) struct DeleteArgs {
 
 impl DeleteArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
-        anyhow::ensure!(
-            self.dry_run || self.yes,
-            "dlq delete removes messages: add --yes (or --dry-run)"
-        );
-        if !self.dry_run {
-            self.filter.require_filter_or_all(self.all, "dlq delete")?;
-        }
-        let options = rework_options(self.filter, self.limit, self.dry_run, json, "dlq delete");
+        usage_unless(
+            self.rework.dry_run || self.yes,
+            "dlq delete removes messages: add --yes (or --dry-run)",
+        )?;
+        self.rework.require_filter_or_all("dlq delete")?;
+        let options = self.rework.options(json, "dlq delete");
         let summary = dlq::rework(settings, Rework::Delete, &options, would("delete")).await?;
         summary_output("deleted", &options, &summary)
     }
 }
 
-/// The options of `dlq replay` and `dlq delete`; no progress bar in a dry run, whose lines
-/// would tear it.
-fn rework_options(
-    filter: FilterArgs,
-    limit: Option<usize>,
-    dry_run: bool,
-    json: bool,
-    what: &'static str,
-) -> ReworkOptions {
-    ReworkOptions {
-        filter: filter.into(),
-        limit,
-        dry_run,
-        progress: Progress::new(!json && !dry_run, what),
-    }
-}
-
 /// Prints, as a dry run finds it, each message it would act on.
+#[allow(
+    clippy::print_stdout,
+    reason = "a dry run's findings, for the operator"
+)]
 fn would(verb: &'static str) -> impl FnMut(&Row) {
     move |row| {
         let id = row.transaction_id.as_deref().unwrap_or("-");
@@ -279,7 +336,7 @@ fn summary_output(done: &str, options: &ReworkOptions, s: &Summary) -> anyhow::R
 
 #[derive(Debug, Args)]
 pub(crate) struct ExportArgs {
-    /// The file to create; it must not exist.
+    /// The file to create (it must not exist), or `-` for stdout.
     #[arg(long)]
     file: PathBuf,
     #[command(flatten)]
@@ -293,10 +350,22 @@ impl ExportArgs {
     async fn execute(self, settings: &Settings, json: bool) -> anyhow::Result<Output> {
         let progress = Progress::new(!json, "dlq export");
         let filter = self.filter.into();
-        let written = dlq::export(settings, &filter, self.limit, &self.file, &progress).await?;
-        Output::new(
+        let to_stdout = self.file.as_os_str() == "-";
+        let written = if to_stdout {
+            dlq::export(settings, &filter, self.limit, std::io::stdout(), &progress).await?
+        } else {
+            let file = dlq::create_archive(&self.file)?;
+            dlq::export(settings, &filter, self.limit, file, &progress).await?
+        };
+        let output = Output::new(
             format!("exported {written} message(s) to {}", self.file.display()),
             serde_json::json!({ "exported": written, "file": self.file }),
-        )
+        )?;
+        // The archive is stdout's: the summary goes beside it, to stderr.
+        Ok(if to_stdout {
+            output.on_stderr()
+        } else {
+            output
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, time::Duration};
 use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use super::{Completion, Output};
+use super::{Completion, Output, usage_unless};
 use crate::{
     config::Settings,
     jobs::{
@@ -60,6 +60,10 @@ impl ConsumedJobCommand {
                 );
                 for run in &runs {
                     let finished = run.finished_at.map_or("-".to_owned(), |t| t.to_string());
+                    #[allow(
+                        clippy::let_underscore_must_use,
+                        reason = "writing to a String cannot fail"
+                    )]
                     let _ = writeln!(
                         out,
                         "{}\t{}\t{finished}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -127,10 +131,10 @@ impl MaintenanceCommand {
             }
             MaintenanceCommand::PurgeAudit(args) => (Purge::Audit, args, "audit rows"),
         };
-        anyhow::ensure!(
+        usage_unless(
             args.dry_run || args.yes,
-            "maintenance purges delete rows: add --yes (or --dry-run)"
-        );
+            "maintenance purges delete rows: add --yes (or --dry-run)",
+        )?;
         let pool = storage::build_pool(&settings.database)?;
         let older_than = humantime::format_duration(args.older_than).to_string();
         let rows = maintenance::purge(&pool, what, args.older_than, args.dry_run).await?;

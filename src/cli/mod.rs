@@ -1,12 +1,14 @@
 //! The command line, in the order of `Command`: `run` (the default), `migrate`,
 //! `upgrade-queues`, `consumed-job run|history`,
 //! `maintenance purge-interface|purge-transactions|purge-audit`, `report`,
-//! `dlq list|show|replay|delete|export`, `loadgen`, `ingress`, `dev-token` and `probe`; what each prints (text, or JSON
-//! with `--json`) and its exit status. `dlq.rs`, `jobs.rs` (consumed-job, maintenance) and
-//! `report.rs` hold those commands' arguments and printed output.
+//! `dlq list|show|replay|delete|export`, `loadgen`, `ingress`, `dev-token` and `probe`; what
+//! each prints (text, or JSON with `--json`) and its exit status. `dlq.rs`, `jobs.rs`
+//! (consumed-job, maintenance), `loadgen.rs` and `report.rs` hold those commands' arguments and
+//! printed output.
 
 mod dlq;
 mod jobs;
+mod loadgen;
 mod probe;
 mod report;
 
@@ -19,10 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     amqp::{self, upgrade::upgrade_queues},
-    config::{AuthSettings, Settings},
+    config::Settings,
     ingress,
-    loadgen::{self, LoadgenOptions, http::HttpTarget},
-    progress::Progress,
     startup::Application,
     storage::{self, migrate},
     telemetry,
@@ -32,8 +32,30 @@ use crate::{
 const EXIT_STATUS_HELP: &str = "Exit status:
   0  success
   1  failure: one line `error: …` on stderr (configuration, connection, a probe not answered 200, …)
-  2  usage error: unknown command or argument
+  2  usage error: unknown command or argument, or a command line refused (a missing --yes, a range too long)
   3  partial success: the work ran but not all of it succeeded (a PARTIAL consumed-job run)";
+
+/// A command line that parsed but that the command refuses (a missing `--yes`, a report range
+/// too long): exit status 2, like clap's own usage errors, so scripts tell it from a failure.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] unless `condition` holds.
+fn usage_unless(condition: bool, message: impl std::fmt::Display) -> anyhow::Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(UsageError(message.to_string()).into())
+    }
+}
 
 /// What a command achieved, mapped to its exit status by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +81,8 @@ struct Output {
     text: String,
     json: Option<serde_json::Value>,
     completion: Completion,
+    /// Printed to stderr: stdout carries the command's data (`dlq export --file -`).
+    stderr: bool,
 }
 
 impl Output {
@@ -67,6 +91,7 @@ impl Output {
             text: text.into(),
             json: Some(serde_json::to_value(json)?),
             completion: Completion::Done,
+            stderr: false,
         })
     }
 
@@ -76,13 +101,27 @@ impl Output {
             text,
             json: None,
             completion: Completion::Done,
+            stderr: false,
         }
     }
 
+    fn on_stderr(self) -> Output {
+        Output {
+            stderr: true,
+            ..self
+        }
+    }
+
+    #[allow(clippy::print_stdout, reason = "a command's output, for the operator")]
     fn print(self, json: bool) -> anyhow::Result<Completion> {
-        match self.json {
-            Some(value) if json => println!("{}", serde_json::to_string_pretty(&value)?),
-            _ => println!("{}", self.text),
+        let text = match self.json {
+            Some(value) if json => serde_json::to_string_pretty(&value)?,
+            _ => self.text,
+        };
+        if self.stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
         }
         Ok(self.completion)
     }
@@ -137,35 +176,7 @@ enum Command {
     },
     /// Publish synthetic valid requests like the registration processor, wait for every reply,
     /// print throughput and reply latency.
-    Loadgen {
-        /// Number of requests.
-        #[arg(long, default_value_t = 1000)]
-        requests: usize,
-        /// PRIDs per request.
-        #[arg(long, default_value_t = 10)]
-        batch: usize,
-        /// Test systems only: first INSERT fake rows for the generated PRIDs into the live
-        /// applicant_demographic table, so they count as known applications.
-        #[arg(long)]
-        seed_fake_applications: bool,
-        /// Requests per second (default: as fast as confirms allow).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Give up waiting for replies after this long.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-        /// `amqp` (publish to the request exchange) or `http` (POST to the HTTP ingress at
-        /// `ingress.listen`, with `--token`, else a `dev-token` when `ingress.dev_signing_key_file`
-        /// is set).
-        #[arg(long, default_value = "amqp", value_parser = ["amqp", "http"])]
-        via: String,
-        /// `--via http`: requests in flight at once (keep-alive connections).
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// `--via http`: the bearer token.
-        #[arg(long, env = "PREREG_SYNC_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-    },
+    Loadgen(loadgen::LoadgenArgs),
     /// Run the HTTP ingress alone (no consumer): MOSIP's REST call taken on `ingress.listen`
     /// and published for workers running elsewhere, until SIGTERM/SIGINT.
     Ingress,
@@ -216,32 +227,7 @@ impl Cli {
             Command::Maintenance { command } => command.execute(&settings).await?,
             Command::Report(args) => args.execute(&settings).await?,
             Command::Dlq { command } => command.execute(&settings, json).await?,
-            Command::Loadgen {
-                requests,
-                batch,
-                seed_fake_applications,
-                rate,
-                timeout,
-                via,
-                concurrency,
-                token,
-            } => {
-                let http = match via.as_str() {
-                    "http" => Some(http_target(&settings, concurrency, token).await?),
-                    _ => None,
-                };
-                let options = LoadgenOptions {
-                    requests,
-                    batch,
-                    seed: seed_fake_applications,
-                    rate,
-                    timeout,
-                    progress: Progress::new(!json && http.is_none(), "loadgen replies"),
-                    http,
-                };
-                let report = loadgen::run(&settings, &options).await?;
-                Output::new(report.to_string(), report.to_json())?
-            }
+            Command::Loadgen(args) => args.execute(&settings, json).await?,
             Command::Probe { path } => probe_command(&settings, &path).await?,
         };
         output.print(json)
@@ -262,7 +248,7 @@ async fn migrate_command(settings: &Settings) -> anyhow::Result<Output> {
 async fn upgrade_queues_command(settings: &Settings) -> anyhow::Result<Output> {
     let connection = amqp::connect(&settings.amqp).await?;
     let upgraded = upgrade_queues(&connection, &settings.amqp, &settings.retry.delays).await;
-    let _ = connection.close(200, "upgraded".into()).await;
+    crate::amqp::close_within(connection.close(200, "upgraded".into())).await;
     let upgraded = upgraded?;
     let text = upgraded
         .iter()
@@ -280,31 +266,6 @@ async fn upgrade_queues_command(settings: &Settings) -> anyhow::Result<Output> {
         .collect::<Vec<_>>()
         .join("\n");
     Output::new(text, &upgraded)
-}
-
-/// `loadgen --via http`'s target: the ingress on this host, the token given or a dev token.
-async fn http_target(
-    settings: &Settings,
-    concurrency: usize,
-    token: Option<String>,
-) -> anyhow::Result<HttpTarget> {
-    let ingress = settings
-        .ingress
-        .0
-        .as_ref()
-        .context("ingress.listen is not set: the ingress is off")?;
-    let token = match (token, &ingress.auth) {
-        (Some(token), _) => Some(token),
-        (None, AuthSettings::Jwt(_)) => {
-            Some(ingress::dev_token(ingress, "loadgen", Duration::from_secs(3600)).await?)
-        }
-        (None, _) => None,
-    };
-    Ok(HttpTarget {
-        url: format!("http://{}{}", probe::target(ingress.listen), ingress.path),
-        token,
-        concurrency,
-    })
 }
 
 /// `probe`.

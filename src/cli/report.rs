@@ -3,7 +3,7 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use clap::Args;
 
-use super::Output;
+use super::{Output, usage_unless};
 use crate::{config::Settings, dlq, jobs::report, storage};
 
 #[derive(Debug, Args)]
@@ -12,9 +12,9 @@ pub(crate) struct ReportArgs {
     #[arg(long, conflicts_with_all = ["since", "until"])]
     date: Option<NaiveDate>,
     /// From this time: every UTC day from the one holding it (RFC 3339, or a duration ago: 7d).
-    #[arg(long, value_parser = dlq::parse_time, requires = "until")]
+    #[arg(long, value_parser = dlq::parse_time)]
     since: Option<DateTime<Utc>>,
-    /// Until this time (exclusive), to the UTC day holding its last instant.
+    /// Until this time (exclusive), to the UTC day holding its last instant (default: now).
     #[arg(long, value_parser = dlq::parse_time, requires = "since")]
     until: Option<DateTime<Utc>>,
 }
@@ -24,9 +24,9 @@ impl ReportArgs {
     fn days(&self) -> (NaiveDate, NaiveDate) {
         match (self.date, self.since, self.until) {
             (Some(date), _, _) => (date, date),
-            (None, Some(since), Some(until)) => (
+            (None, Some(since), until) => (
                 since.date_naive(),
-                (until - chrono::Duration::milliseconds(1)).date_naive(),
+                (until.unwrap_or_else(Utc::now) - chrono::Duration::milliseconds(1)).date_naive(),
             ),
             _ => {
                 let yesterday = Utc::now().date_naive() - Days::new(1);
@@ -37,6 +37,9 @@ impl ReportArgs {
 
     pub(super) async fn execute(self, settings: &Settings) -> anyhow::Result<Output> {
         let (first, last) = self.days();
+        if let Err(why) = report::day_count(first, last) {
+            usage_unless(false, why)?;
+        }
         let pool = storage::build_pool(&settings.database)?;
         let days = report::day_reports(&pool, first, last).await?;
         let text: Vec<String> = days.iter().map(ToString::to_string).collect();
@@ -84,5 +87,10 @@ mod tests {
         );
         let yesterday = Utc::now().date_naive() - Days::new(1);
         assert_eq!(args(None, None, None).days(), (yesterday, yesterday));
+        assert_eq!(
+            args(None, Some("2026-11-20T13:00:00Z"), None).days(),
+            (day("2026-11-20"), Utc::now().date_naive()),
+            "--since alone runs until now"
+        );
     }
 }

@@ -10,7 +10,9 @@ pub(super) fn optional_cron_schedule<'de, D: Deserializer<'de>>(
     cron_schedule(d).map(Some)
 }
 
-/// A six-field cron expression; the seven-field form (with year) is accepted too.
+/// A six-field cron expression; the seven-field form (with year) is accepted too. One that
+/// names no time to come (`0 0 0 31 2 *`, a year gone by) is refused: the job it schedules would
+/// silently never run.
 pub(super) fn cron_schedule<'de, D: Deserializer<'de>>(d: D) -> Result<cron::Schedule, D::Error> {
     let raw = String::deserialize(d)?;
     let fields = raw.split_whitespace().count();
@@ -19,8 +21,15 @@ pub(super) fn cron_schedule<'de, D: Deserializer<'de>>(d: D) -> Result<cron::Sch
             "`{raw}` has {fields} fields; six are expected (sec min hour day month weekday)"
         )));
     }
-    raw.parse()
-        .map_err(|e| D::Error::custom(format!("`{raw}`: {e}")))
+    let schedule: cron::Schedule = raw
+        .parse()
+        .map_err(|e| D::Error::custom(format!("`{raw}`: {e}")))?;
+    if schedule.upcoming(chrono::Utc).next().is_none() {
+        return Err(D::Error::custom(format!(
+            "`{raw}` never fires: it names no date and time still to come"
+        )));
+    }
+    Ok(schedule)
 }
 
 /// A list of humantime durations.

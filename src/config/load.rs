@@ -85,6 +85,10 @@ fn url_from_env(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests check the secrets the configuration read"
+)]
 mod tests {
     use secrecy::ExposeSecret;
 
@@ -116,6 +120,20 @@ mod tests {
             settings.report.schedule.is_none(),
             "the report is off by default"
         );
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused() {
+        for (variable, schedule) in [
+            ("PREREG_SYNC__CONSUMED_JOB__SCHEDULE", "0 0 0 31 2 *"),
+            ("PREREG_SYNC__REPORT__SCHEDULE", "0 0 0 1 1 * 2020"),
+        ] {
+            let err = format!("{:#}", load(&[(variable, schedule)]).unwrap_err());
+            assert!(
+                err.contains(&format!("`{schedule}` never fires")),
+                "{variable}: {err}"
+            );
+        }
     }
 
     #[test]

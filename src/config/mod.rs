@@ -70,6 +70,12 @@ pub struct AmqpSettings {
     pub reconnect_max_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// Bound on opening a connection (TCP, TLS and the AMQP handshake).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// The largest message the broker accepts (its own `max_message_size`): the client holds
+    /// each delivery of the prefetch window whole, whatever the worker's body limit.
+    pub max_message_size: u64,
     #[serde(default)]
     pub tls: AmqpTlsSettings,
 }
@@ -88,6 +94,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Bytes the prefetch window may hold: `amqp.prefetch` × `amqp.max_message_size` above it
+    /// is warned about at start.
+    pub memory_budget: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +209,10 @@ impl Settings {
 
     /// The effective configuration as TOML-ish lines with credentials redacted, for `--help`
     /// style dumps and start-up logs.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the URLs are exposed only to be redacted"
+    )]
     pub fn redacted_summary(&self) -> String {
         format!(
             "amqp.url={} database.url={} prefetch={} concurrency={} pool_size={} queue_type={:?}",

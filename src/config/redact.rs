@@ -25,6 +25,10 @@ pub(crate) fn redact_url(raw: &str) -> String {
 fn redact_one(raw: &str) -> String {
     if let Ok(mut url) = url::Url::parse(raw) {
         if url.password().is_some() {
+            #[allow(
+                clippy::let_underscore_must_use,
+                reason = "a URL that has a password can take another one"
+            )]
             let _ = url.set_password(Some("***"));
         }
         if url.query_pairs().any(|(key, _)| key == "password") {

@@ -1,11 +1,12 @@
 //! `dlq export` and `dlq replay --from-file`: an archive of dead-lettered messages as JSON
 //! lines, one message each, body base64-encoded and properties (headers included) as lapin
-//! serialises them, so a message read back is byte for byte the one exported. The file holds
+//! serialises them, so a message read back is byte for byte the one exported; beside them the
+//! headers once more as plain strings and numbers, for `jq` (not read back). The file holds
 //! PRIDs, so it is created with mode 0600 and never overwritten.
 
 use std::{
     fs::{File, OpenOptions},
-    io::{BufRead, BufReader, BufWriter, Lines, Write},
+    io::{BufRead, BufReader, BufWriter, ErrorKind, Lines, Write},
     iter::Enumerate,
     os::unix::fs::OpenOptionsExt,
     path::Path,
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Filter, Row, Summary,
     audit::Auditor,
+    display,
     queue::DeadLetterQueue,
     rework::{self, Rework, ReworkOptions, Sink, Source},
 };
@@ -30,25 +32,41 @@ struct Archived {
     exchange: String,
     routing_key: String,
     properties: BasicProperties,
+    /// `properties.headers` readable (`jq '.headers["x-error-code"]'`); `properties` is what
+    /// a replay reads.
+    #[serde(default, skip_deserializing)]
+    headers: serde_json::Value,
     body_base64: String,
 }
 
-/// Writes the matching messages of the snapshot to `file` (which must not exist); the queue is
-/// left as it was. Returns how many were written.
-pub(crate) async fn export(
-    settings: &Settings,
-    filter: &Filter,
-    limit: Option<usize>,
-    file: &Path,
-    progress: &Progress,
-) -> anyhow::Result<u64> {
-    let handle = OpenOptions::new()
+/// Creates the archive file `file`, mode 0600; an existing file is never overwritten.
+pub(crate) fn create_archive(file: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(file)
-        .with_context(|| format!("creating {} (it must not exist yet)", file.display()))?;
-    let mut out = BufWriter::new(handle);
+        .map_err(|err| {
+            let why = match err.kind() {
+                ErrorKind::AlreadyExists => {
+                    "it exists, and an export never overwrites a file".into()
+                }
+                _ => err.to_string(),
+            };
+            anyhow::anyhow!("creating {}: {why}", file.display())
+        })
+}
+
+/// Writes the matching messages of the snapshot to `out`, one line each; the queue is left as
+/// it was. Returns how many were written.
+pub(crate) async fn export(
+    settings: &Settings,
+    filter: &Filter,
+    limit: Option<usize>,
+    out: impl Write,
+    progress: &Progress,
+) -> anyhow::Result<u64> {
+    let mut out = BufWriter::new(out);
     let limit = limit.unwrap_or(usize::MAX) as u64;
     let queue = DeadLetterQueue::open(&settings.amqp).await?;
     let mut written = 0;
@@ -64,6 +82,11 @@ pub(crate) async fn export(
                 exchange: delivery.exchange.to_string(),
                 routing_key: delivery.routing_key.to_string(),
                 properties: delivery.properties.clone(),
+                headers: delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, display::headers),
                 body_base64: STANDARD.encode(&delivery.data),
             };
             let result = serde_json::to_writer(&mut out, &line)
@@ -160,6 +183,11 @@ impl Source for Reader {
         }
         Ok(None)
     }
+
+    async fn keep(&mut self, _: Restored) -> anyhow::Result<bool> {
+        // A message not replayed stays in the file only: nothing to do, nothing kept in a queue.
+        Ok(false)
+    }
 }
 
 /// Publishes archived messages as replays; the archive itself is never changed.
@@ -169,11 +197,6 @@ struct Replayer<'a> {
 }
 
 impl Sink<Restored> for Replayer<'_> {
-    async fn keep(&self, _: Restored) -> anyhow::Result<bool> {
-        // A message not replayed stays in the file only: nothing to do, nothing kept in a queue.
-        Ok(false)
-    }
-
     async fn act(&self, message: Restored) -> anyhow::Result<()> {
         let copy = rework::replay_copy(&message.properties, self.settings);
         self.queue.forward(copy, &message.body).await

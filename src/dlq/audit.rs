@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::Row;
+use super::{ReworkOptions, Row, Summary};
 use crate::message::registration_processor_id;
 use crate::{
     config::Settings,
@@ -12,9 +12,6 @@ use crate::{
         audit::{self, AuditEvent, AuditRecord},
     },
 };
-
-/// Who the audit trail names for operator actions.
-const CLI_APP_ID: &str = "prereg-sync-cli";
 
 /// Audit rows of an operator command: one per message acted on, one for the run.
 pub(super) struct Auditor {
@@ -42,8 +39,32 @@ impl Auditor {
         .await
     }
 
-    pub(super) async fn run(&self, event: AuditEvent) -> anyhow::Result<()> {
-        self.write(CLI_APP_ID, None, event).await
+    /// The run's own row: the operator, what was asked (filter, limit) and what was done.
+    pub(super) async fn run(
+        &self,
+        event: AuditEvent,
+        options: &ReworkOptions,
+        summary: &Summary,
+        completed: bool,
+    ) -> anyhow::Result<()> {
+        let record = AuditRecord {
+            at: Utc::now().naive_utc(),
+            app_id: &options.operator,
+            transaction_id: None,
+            event,
+            error_code: None,
+        };
+        let detail = serde_json::json!({
+            "filter": options.filter,
+            "limit": options.limit,
+            "examined": summary.examined,
+            "matched": summary.matched,
+            "acted": summary.acted,
+            "kept": summary.kept,
+            "completed": completed,
+        });
+        let outcome = if completed { "SUCCESS" } else { "FAILURE" };
+        Ok(audit::write_with_outcome(&self.client, &record, outcome, Some(&detail)).await?)
     }
 
     async fn write(

@@ -6,7 +6,7 @@ use super::Row;
 use crate::message::envelope::parse_request_time;
 
 /// Which dead-lettered messages a command applies to; all criteria must hold.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub(crate) struct Filter {
     pub(crate) error_code: Option<String>,
     pub(crate) transaction_id: Option<String>,

@@ -7,12 +7,14 @@
 //! The parts: `filter.rs` (which messages a command applies to), `browse.rs` (`list` and
 //! `show`, which change nothing), `rework.rs` (the one loop of `replay`, `delete` and
 //! `replay --from-file`), `archive.rs` (`export`, and the archive read back), `audit.rs` (the
-//! audit rows of operator actions), `queue.rs` (taking and settling messages). This module
-//! returns data: rows, counts, summaries; `cli/dlq.rs` prints them.
+//! audit rows of operator actions), `queue.rs` (taking and settling messages), `display.rs`
+//! (header values as strings and numbers, for `show` and the archive). This module returns
+//! data: rows, counts, summaries; `cli/dlq.rs` prints them.
 
 mod archive;
 mod audit;
 mod browse;
+mod display;
 mod filter;
 mod queue;
 mod rework;
@@ -21,8 +23,9 @@ use lapin::message::Delivery;
 use serde::Serialize;
 
 pub(crate) use self::{
-    archive::{export, replay_file},
+    archive::{create_archive, export, replay_file},
     browse::{ListOptions, Listing, list, show},
+    display::readable_properties,
     filter::{Filter, parse_time},
     rework::{Rework, ReworkOptions, rework},
 };

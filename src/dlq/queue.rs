@@ -1,29 +1,24 @@
 //! Safe access to the dead-letter queue for the `dlq` commands.
 //!
 //! RabbitMQ has no "peek": a message is read by taking it (`basic.get` on a plain channel, acks
-//! on that channel too; every copy goes through a separate confirm-mode [`Publisher`]). Two ways
-//! of walking the queue are offered, both bounded by the number of messages present when the
-//! command started (the snapshot), so messages that arrive or fail again meanwhile are never
-//! picked up twice:
-//! - [`DeadLetterQueue::inspect`] (or a [`Walk`] followed by [`DeadLetterQueue::hand_back`])
-//!   takes messages without acking and hands them all back at the end (their order is kept):
-//!   nothing changes.
-//! - [`DeadLetterQueue::walk`] and [`DeadLetterQueue::carry_out`] decide per message: forward it
-//!   somewhere (replay), drop it (delete), or keep it, which re-publishes it at the tail, since
-//!   a requeued message would return to the head and be taken again. Every publish is
-//!   confirmed before the original is acked, so a crash at any point loses nothing (at worst a
-//!   message exists twice).
-
-use std::{
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant},
-};
+//! on that channel too; every copy goes through a separate confirm-mode [`Publisher`]).
+//!
+//! A message taken is never handed back (`basic.nack` with requeue, or a channel closed with
+//! it unacked): on a quorum queue each hand-back spends one delivery, and RabbitMQ 4 drops or
+//! dead-letters a message past its delivery limit (20 by default, or a policy's), so reading
+//! would empty the queue. Instead every message of the snapshot (the messages present when
+//! the command started) is settled by [`DeadLetterQueue::carry_out`]: forwarded somewhere
+//! (replay), dropped (delete), or kept, which re-publishes it unchanged at the tail as a fresh
+//! message. Reading keeps every message, so the snapshot goes round the queue once and comes
+//! out in its order, with no delivery spent. Every publish is confirmed before the original is
+//! acked, so a crash at any point loses nothing (at worst a message exists twice). Being bounded
+//! by the snapshot, a walk never takes a message twice.
 
 use anyhow::Context;
 use lapin::{
     BasicProperties, Channel, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
+    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions},
     types::FieldTable,
 };
 
@@ -47,7 +42,8 @@ pub(super) enum Action {
     Forward(Box<Forward>),
     /// Ack: the message is gone.
     Drop,
-    /// Re-publish unchanged (but for broker-owned headers) at the tail of the queue, then ack.
+    /// Re-publish unchanged (but for broker-owned headers) at the tail of the queue, then ack:
+    /// the message stays, with no delivery spent.
     Keep,
 }
 
@@ -59,6 +55,11 @@ pub(super) struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// The queue walked.
+    pub(super) fn queue(&self) -> &DeadLetterQueue {
+        self.queue
+    }
+
     /// Messages of the snapshot not taken yet.
     pub(super) fn remaining(&self) -> u32 {
         self.remaining
@@ -84,12 +85,7 @@ pub(super) struct DeadLetterQueue {
     channel: Channel,
     publisher: Publisher,
     queue: String,
-    /// Messages taken and neither acked nor handed back yet.
-    held: AtomicU32,
 }
-
-/// How long [`DeadLetterQueue::hand_back`] waits for the broker to show the returned messages.
-const RETURN_SETTLE: Duration = Duration::from_secs(2);
 
 impl DeadLetterQueue {
     pub(super) async fn open(settings: &AmqpSettings) -> anyhow::Result<DeadLetterQueue> {
@@ -107,7 +103,6 @@ impl DeadLetterQueue {
             channel,
             publisher,
             queue: settings.dead_letter_queue.clone(),
-            held: AtomicU32::new(0),
         })
     }
 
@@ -134,65 +129,27 @@ impl DeadLetterQueue {
             .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
             .await
             .context("reading the dead-letter queue")?;
-        if message.is_some() {
-            self.held.fetch_add(1, Ordering::Relaxed);
-        }
         Ok(message.map(|m| m.delivery))
     }
 
-    /// Shows every message of the snapshot to `visit` (its position from 1 and the message),
-    /// then returns them all to the queue in their order. `visit` returns false to stop early.
+    /// Shows the messages of the snapshot to `visit` (its position from 1 and the message), and
+    /// keeps every one: the queue ends as it began. `visit` returns false to see no more; the
+    /// rest of the snapshot still goes round, so that its order is kept.
     pub(super) async fn inspect(
         &self,
         mut visit: impl FnMut(u64, &Delivery) -> bool,
     ) -> anyhow::Result<()> {
         let mut walk = self.walk().await?;
-        let mut result = Ok(());
-        loop {
-            match walk.take_next().await {
-                Ok(Some((position, delivery))) => {
-                    if !visit(position, &delivery) {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    result = Err(err);
-                    break;
-                }
-            }
-        }
-        self.hand_back().await?;
-        result
-    }
-
-    /// Returns every message taken and not carried out to the queue, order kept, and waits (at
-    /// most [`RETURN_SETTLE`]) until the queue shows them ready again. Why wait: a quorum queue
-    /// applies the return a few milliseconds after the nack, and a command run right after this
-    /// one (a `delete` after an `export`, a `list_queues`) would otherwise find them missing.
-    pub(super) async fn hand_back(&self) -> anyhow::Result<()> {
-        let held = self.held.swap(0, Ordering::Relaxed);
-        let ready_before = self.snapshot().await?;
-        // Tag 0 with `multiple` returns every unacked message of this channel, order kept.
-        let all = BasicNackOptions {
-            multiple: true,
-            requeue: true,
-        };
-        self.channel
-            .basic_nack(0, all)
-            .await
-            .context("returning inspected messages")?;
-        let deadline = Instant::now() + RETURN_SETTLE;
-        while self.snapshot().await? < ready_before + held && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut visiting = true;
+        while let Some((position, delivery)) = walk.take_next().await? {
+            visiting = visiting && visit(position, &delivery);
+            self.carry_out(&delivery, Action::Keep).await?;
         }
         Ok(())
     }
 
     /// Starts a walk through the snapshot: take each message with [`Walk::take_next`], then
-    /// either carry out an action for it with [`DeadLetterQueue::carry_out`] before taking the
-    /// next, or (to change nothing) act on none and [`DeadLetterQueue::hand_back`] them all at
-    /// the end.
+    /// carry out an action for it with [`DeadLetterQueue::carry_out`] before taking the next.
     pub(super) async fn walk(&self) -> anyhow::Result<Walk<'_>> {
         let remaining = self.snapshot().await?;
         Ok(Walk {
@@ -223,7 +180,6 @@ impl DeadLetterQueue {
             .ack(BasicAckOptions::default())
             .await
             .context("acking")?;
-        self.held.fetch_sub(1, Ordering::Relaxed);
         anyhow::ensure!(
             acked,
             "the broker channel closed mid-way; nothing was lost, run again"
@@ -259,8 +215,8 @@ impl DeadLetterQueue {
 
     pub(super) async fn close(self) {
         self.publisher.close().await;
-        let _ = self.channel.close(200, "done".into()).await;
-        let _ = self.connection.close(200, "done".into()).await;
+        amqp::close_within(self.channel.close(200, "done".into())).await;
+        amqp::close_within(self.connection.close(200, "done".into())).await;
     }
 }
 

@@ -23,7 +23,8 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rework {
     /// Back to its original exchange and routing key with a fresh retry budget,
-    /// `x-replay-count` incremented and the failure headers removed; at most `rate` per second.
+    /// `x-replay-count` incremented, `x-replay-time` set and the failure headers removed (but
+    /// `x-first-failure-time`); at most `rate` per second.
     Replay { rate: Option<f64> },
     /// Removed from the queue (the caller has required `--yes`).
     Delete,
@@ -64,6 +65,8 @@ pub(crate) struct ReworkOptions {
     pub(crate) dry_run: bool,
     /// Counts the messages examined.
     pub(crate) progress: Progress,
+    /// Who runs the command, for the audit trail (`--operator`, else the OS user).
+    pub(crate) operator: String,
 }
 
 /// Where the loop reads messages from.
@@ -73,14 +76,14 @@ pub(super) trait Source {
 
     /// The next message and its row, or `None` at the end.
     async fn next(&mut self) -> anyhow::Result<Option<(Row, Self::Message)>>;
+
+    /// Leaves a message where it was (not selected, or a dry run); true when it stays in the
+    /// queue (re-published at its tail), which the summary counts as kept.
+    async fn keep(&mut self, message: Self::Message) -> anyhow::Result<bool>;
 }
 
-/// How the loop acts on the messages of a real (not dry) run.
+/// How the loop acts on the selected messages of a real (not dry) run.
 pub(super) trait Sink<M> {
-    /// Leaves a message that was not selected; true when it stays in the queue (re-published
-    /// at its tail), which the summary counts as kept.
-    async fn keep(&self, message: M) -> anyhow::Result<bool>;
-
     /// Replays or deletes a selected message.
     async fn act(&self, message: M) -> anyhow::Result<()>;
 }
@@ -108,18 +111,13 @@ pub(crate) async fn rework(
     };
     let target = auditor.as_ref().map(|auditor| (sink, auditor));
     let outcome = run(walk, target, mode, options, would).await;
-    if options.dry_run {
-        // A dry run took every message without acting on any: all go back, order kept.
-        queue.hand_back().await?;
-    }
-    let summary = outcome?;
     queue.close().await;
-    Ok(summary)
+    outcome
 }
 
 /// The loop: every message of `source` is examined; the selected ones (filter, then limit) are
 /// acted on by `target`'s sink and audited by its auditor, the others kept. Without a target
-/// (a dry run) nothing is acted on, and `would` is told each selected message instead.
+/// (a dry run) every message is kept, and `would` is told each selected message.
 pub(super) async fn run<S: Source, K: Sink<S::Message>>(
     mut source: S,
     target: Option<(K, &Auditor)>,
@@ -127,22 +125,45 @@ pub(super) async fn run<S: Source, K: Sink<S::Message>>(
     options: &ReworkOptions,
     mut would: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    let target = target.as_ref().map(|(sink, auditor)| (sink, *auditor));
+    let looped = run_loop(&mut source, target, mode, options, &mut would, &mut summary).await;
+    options.progress.finish();
+    if let Some((_, auditor)) = target {
+        let completed = looped.is_ok();
+        auditor
+            .run(mode.run_event(), options, &summary, completed)
+            .await?;
+    }
+    looped.map(|()| summary)
+}
+
+/// The loop of [`run`], counting into `summary` as it goes, so that a run stopped by an error
+/// is audited with what it did.
+async fn run_loop<S: Source, K: Sink<S::Message>>(
+    source: &mut S,
+    target: Option<(&K, &Auditor)>,
+    mode: Rework,
+    options: &ReworkOptions,
+    would: &mut impl FnMut(&Row),
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let limit = options.limit.unwrap_or(usize::MAX) as u64;
     let pause = mode.pause();
-    let mut summary = Summary::default();
     while let Some((row, message)) = source.next().await? {
         summary.examined += 1;
         options.progress.inc(1);
         let selected = options.filter.matches(&row) && summary.matched < limit;
         summary.matched += u64::from(selected);
-        let Some((sink, auditor)) = &target else {
+        let Some((sink, auditor)) = target else {
             if selected {
                 would(&row);
             }
+            source.keep(message).await?;
             continue;
         };
         if !selected {
-            summary.kept += u64::from(sink.keep(message).await?);
+            summary.kept += u64::from(source.keep(message).await?);
             continue;
         }
         if let Some(pause) = pause {
@@ -152,11 +173,7 @@ pub(super) async fn run<S: Source, K: Sink<S::Message>>(
         summary.acted += 1;
         auditor.message(&row, mode.message_event()).await?;
     }
-    options.progress.finish();
-    if let Some((_, auditor)) = &target {
-        auditor.run(mode.run_event()).await?;
-    }
-    Ok(summary)
+    Ok(())
 }
 
 /// A replay's copy: to the message's original exchange and routing key (from the failure
@@ -169,7 +186,7 @@ pub(super) fn replay_copy(original: &BasicProperties, settings: &Settings) -> Fo
     Forward {
         exchange: exchange.to_owned(),
         routing_key: routing_key.to_owned(),
-        properties: headers::replay_properties(original),
+        properties: headers::replay_properties(original, chrono::Utc::now()),
     }
 }
 
@@ -182,6 +199,11 @@ impl Source for Walk<'_> {
             .await?
             .map(|(position, delivery)| (Row::of(position, &delivery, false), delivery)))
     }
+
+    async fn keep(&mut self, delivery: Delivery) -> anyhow::Result<bool> {
+        self.queue().carry_out(&delivery, Action::Keep).await?;
+        Ok(true)
+    }
 }
 
 /// Acts on messages taken from the queue: every one taken is carried out before the next.
@@ -192,11 +214,6 @@ struct QueueSink<'a> {
 }
 
 impl Sink<Delivery> for QueueSink<'_> {
-    async fn keep(&self, delivery: Delivery) -> anyhow::Result<bool> {
-        self.queue.carry_out(&delivery, Action::Keep).await?;
-        Ok(true)
-    }
-
     async fn act(&self, delivery: Delivery) -> anyhow::Result<()> {
         let action = match self.mode {
             Rework::Replay { .. } => {

@@ -197,7 +197,9 @@ impl Link {
                     self.set_current(None);
                     // Waiters whose reply queue is gone answer 202 QUEUED at once.
                     self.waiters().clear();
-                    let _ = connection.close(200, "ingress stopping".into()).await;
+                    if let Err(err) = connection.close(200, "ingress stopping".into()).await {
+                        tracing::debug!(error = %err, "closing the ingress's broker connection");
+                    }
                     if stop.is_cancelled() {
                         return;
                     }
@@ -256,6 +258,10 @@ impl Link {
             };
             let waiter = self.waiters().remove(correlation_id.as_str());
             if let Some(waiter) = waiter {
+                #[allow(
+                    clippy::let_underscore_must_use,
+                    reason = "a request that stopped waiting (202 QUEUED) gets its reply from the store"
+                )]
                 let _ = waiter.send(delivery.data);
             }
         }

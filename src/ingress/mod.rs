@@ -158,7 +158,9 @@ impl BoundIngress {
         });
         self.server.serve(shutdown, self.grace).await;
         stop_link.cancel();
-        let _ = link.await;
+        if let Err(err) = link.await {
+            tracing::error!(error = %err, "the ingress's broker session task failed");
+        }
     }
 }
 

@@ -44,6 +44,10 @@ impl Server {
                 accepted = self.listener.accept() => accepted,
             };
             let Ok((tcp, _)) = accepted else { continue };
+            #[allow(
+                clippy::let_underscore_must_use,
+                reason = "without TCP_NODELAY the connection still works, only slower"
+            )]
             let _ = tcp.set_nodelay(true);
             let connection = Connection {
                 builder: builder.clone(),

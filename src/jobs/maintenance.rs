@@ -17,22 +17,27 @@ pub(crate) const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(2
 pub(crate) enum Purge {
     /// `intf_processed_prereg_list` by `cr_dtimes` (operators may truncate it at any time).
     Interface,
-    /// `sync_transaction` by `received_at`: older duplicates are then processed as new.
+    /// `sync_transaction` by `received_at`: older duplicates are then processed as new; and
+    /// `sync_rejection` by `rejected_at`: older rejected requests are then judged anew.
     Transactions,
     /// `sync_audit` by `event_time`.
     Audit,
 }
 
 impl Purge {
+    /// The table named in the command's output.
     pub(crate) fn table(self) -> &'static str {
-        self.table_and_column().0
+        self.tables_and_columns()[0].0
     }
 
-    fn table_and_column(self) -> (&'static str, &'static str) {
+    fn tables_and_columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Purge::Interface => ("prereg.intf_processed_prereg_list", "cr_dtimes"),
-            Purge::Transactions => ("prereg.sync_transaction", "received_at"),
-            Purge::Audit => ("prereg.sync_audit", "event_time"),
+            Purge::Interface => &[("prereg.intf_processed_prereg_list", "cr_dtimes")],
+            Purge::Transactions => &[
+                ("prereg.sync_transaction", "received_at"),
+                ("prereg.sync_rejection", "rejected_at"),
+            ],
+            Purge::Audit => &[("prereg.sync_audit", "event_time")],
         }
     }
 }
@@ -50,9 +55,22 @@ pub(crate) async fn purge(
     older_than: std::time::Duration,
     dry_run: bool,
 ) -> anyhow::Result<u64> {
-    let (table, column) = what.table_and_column();
     let cutoff = cutoff(older_than)?;
     let client = pool.get().await.context("connecting to the database")?;
+    let mut total = 0;
+    for (table, column) in what.tables_and_columns() {
+        total += purge_table(&client, table, column, cutoff, dry_run).await?;
+    }
+    Ok(total)
+}
+
+async fn purge_table(
+    client: &deadpool_postgres::Client,
+    table: &str,
+    column: &str,
+    cutoff: chrono::NaiveDateTime,
+    dry_run: bool,
+) -> anyhow::Result<u64> {
     if dry_run {
         let rows: i64 = client
             .query_one(

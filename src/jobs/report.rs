@@ -26,8 +26,13 @@ pub(crate) struct DayReport {
     pub(crate) duplicates: i64,
     /// Rejected requests by error code.
     pub(crate) rejected: BTreeMap<String, i64>,
-    /// Dead-lettered requests by error code (retries spent, crash loop, undeliverable reply).
+    /// Requests the worker gave up on, by error code (retries spent, crash loop, undeliverable
+    /// reply). Rejections are not among them.
     pub(crate) dead_lettered: BTreeMap<String, i64>,
+    /// Copies the worker put into the dead-letter queue that day: one per rejected and one per
+    /// dead-lettered request, what `dlq list` shows arriving. The broker's own dead-lettering at
+    /// its delivery limit is not audited and not counted.
+    pub(crate) to_dead_letter_queue: i64,
     /// PRIDs stored by the day's stored requests (from their transaction records; a record
     /// purged by `maintenance purge-transactions` no longer counts).
     pub(crate) prids_stored: i64,
@@ -52,19 +57,36 @@ impl fmt::Display for DayReport {
         };
         write!(
             f,
-            "{}: requests={} stored={} duplicates={} rejected={} dead_lettered={} prids_stored={} replays={} consumed_job_runs={} rows_moved={}",
+            "{}: requests={} stored={} duplicates={} rejected={} dead_lettered={} to_dlq={} prids_stored={} replays={} consumed_job_runs={} rows_moved={}",
             self.date,
             self.requests_received,
             self.stored,
             self.duplicates,
             by_key(&self.rejected),
             by_key(&self.dead_lettered),
+            self.to_dead_letter_queue,
             self.prids_stored,
             self.replays,
             by_key(&self.consumed_job_runs),
             self.rows_moved,
         )
     }
+}
+
+/// How many days `first..=last` holds, or why a report cannot cover them.
+pub(crate) fn day_count(first: NaiveDate, last: NaiveDate) -> Result<u64, String> {
+    if first > last {
+        return Err(format!(
+            "the report's first day {first} is after its last {last}"
+        ));
+    }
+    let days = (last - first).num_days().unsigned_abs() + 1;
+    if days > MAX_DAYS {
+        return Err(format!(
+            "a report covers at most {MAX_DAYS} days, not {days}"
+        ));
+    }
+    Ok(days)
 }
 
 /// The reports being filled, by day.
@@ -76,15 +98,7 @@ pub(crate) async fn day_reports(
     first: NaiveDate,
     last: NaiveDate,
 ) -> anyhow::Result<Vec<DayReport>> {
-    anyhow::ensure!(
-        first <= last,
-        "the report's first day {first} is after its last {last}"
-    );
-    let days = (last - first).num_days().unsigned_abs() + 1;
-    anyhow::ensure!(
-        days <= MAX_DAYS,
-        "a report covers at most {MAX_DAYS} days, not {days}"
-    );
+    let days = day_count(first, last).map_err(anyhow::Error::msg)?;
     let mut reports: ByDay = first
         .iter_days()
         .take(days as usize)
@@ -110,11 +124,10 @@ pub(crate) async fn day_reports(
         .into_values()
         .map(|mut day| {
             let undelivered = day.dead_lettered.get("PRS_REPLY_UNDELIVERED").copied();
-            day.requests_received = day.stored
-                + day.duplicates
-                + day.rejected.values().sum::<i64>()
-                + day.dead_lettered.values().sum::<i64>()
-                - undelivered.unwrap_or(0);
+            day.to_dead_letter_queue =
+                day.rejected.values().sum::<i64>() + day.dead_lettered.values().sum::<i64>();
+            day.requests_received =
+                day.stored + day.duplicates + day.to_dead_letter_queue - undelivered.unwrap_or(0);
             day
         })
         .collect())

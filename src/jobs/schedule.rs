@@ -9,7 +9,7 @@
 
 use std::future::Future;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
@@ -19,18 +19,21 @@ use super::{
 };
 
 /// Waits for each time `schedule` names and runs `run_once`, until `shutdown`. `task` names it
-/// in log lines.
+/// in log lines; `scheduled` is told each time waited for (`None` when there is none left).
 async fn on_schedule<F, Fut>(
     task: &'static str,
     schedule: cron::Schedule,
     shutdown: CancellationToken,
+    scheduled: impl Fn(Option<DateTime<Utc>>),
     mut run_once: F,
 ) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
     loop {
-        let Some(next) = schedule.upcoming(Utc).next() else {
+        let next = schedule.upcoming(Utc).next();
+        scheduled(next);
+        let Some(next) = next else {
             tracing::warn!(
                 job = task,
                 "the schedule names no future time; scheduler stopped"
@@ -47,21 +50,32 @@ async fn on_schedule<F, Fut>(
     }
 }
 
-/// The consumed-status job on `schedule`. A run in progress when `shutdown` is cancelled stops
-/// between chunks and records itself as FAILED; the next run carries on.
+/// The consumed-status job on `schedule`, its next time exported as a metric (so an alert can
+/// tell a job that is scheduled but never succeeds from one that is off). A run in progress
+/// when `shutdown` is cancelled stops between chunks and records itself as FAILED; the next run
+/// carries on.
 pub(crate) async fn consumed_job_on_schedule(
     job: ConsumedJob,
     schedule: cron::Schedule,
     shutdown: CancellationToken,
 ) {
     let stop = shutdown.clone();
-    on_schedule("consumed-status job", schedule, shutdown, || async {
-        match job.run(Trigger::Schedule, &stop).await {
-            Ok(Some(report)) => tracing::info!(%report, "consumed-status job finished"),
-            Ok(None) => {}
-            Err(err) => tracing::error!(error = %format!("{err:#}"), "consumed-status job failed"),
-        }
-    })
+    let scheduled = |next| job.scheduled_for(next);
+    on_schedule(
+        "consumed-status job",
+        schedule,
+        shutdown,
+        scheduled,
+        || async {
+            match job.run(Trigger::Schedule, &stop).await {
+                Ok(Some(report)) => tracing::info!(%report, "consumed-status job finished"),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "consumed-status job failed")
+                }
+            }
+        },
+    )
     .await
 }
 
@@ -71,11 +85,19 @@ pub(crate) async fn report_on_schedule(
     schedule: cron::Schedule,
     shutdown: CancellationToken,
 ) {
-    on_schedule("end-of-day report", schedule, shutdown, || async {
-        match report::report_yesterday(&pool).await {
-            Ok(day) => tracing::info!(report = %day, "end-of-day report"),
-            Err(err) => tracing::error!(error = %format!("{err:#}"), "end-of-day report failed"),
-        }
-    })
+    on_schedule(
+        "end-of-day report",
+        schedule,
+        shutdown,
+        |_| {},
+        || async {
+            match report::report_yesterday(&pool).await {
+                Ok(day) => tracing::info!(report = %day, "end-of-day report"),
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "end-of-day report failed")
+                }
+            }
+        },
+    )
     .await
 }

@@ -21,19 +21,19 @@ use crate::{
     config::Settings,
     message::{format_timestamp, prid},
     progress::Progress,
-    storage,
 };
 
 pub mod http;
 mod report;
+mod seed;
 
 pub(crate) use report::LoadgenReport;
 pub use report::percentile;
+pub use seed::seed_applications;
+pub(crate) use seed::{database_refusal, remove_seeded_applications};
 
 /// Confirms are awaited in windows of this many publishes: pipelined, memory bounded.
 const CONFIRM_WINDOW: usize = 500;
-/// Applications are seeded this many rows per statement.
-const SEED_CHUNK: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LoadgenOptions {
@@ -59,40 +59,6 @@ pub fn generate_prids(settings: &Settings, count: usize) -> Vec<String> {
         }
     }
     prids
-}
-
-/// Inserts an `applicant_demographic` row per PRID so the known-application check passes.
-pub async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow::Result<()> {
-    let database = storage::Database::new(&settings.database)?;
-    let (client, driver) = database
-        .connect(None)
-        .await
-        .context("connecting to the database")?;
-    let statement = client
-        .prepare(
-            "INSERT INTO prereg.applicant_demographic \
-             (prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes) \
-             SELECT id, '\\x00'::bytea, 'loadgen', now(), 'Booked', 'eng', 'loadgen', 'loadgen', now() \
-             FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING",
-        )
-        .await
-        .context("preparing the seed statement")?;
-    for chunk in prids.chunks(SEED_CHUNK) {
-        client
-            .execute(&statement, &[&chunk])
-            .await
-            .context("seeding applications")?;
-    }
-    // Vacuumed and analysed now, so autovacuum does not process the freshly seeded table in the
-    // middle of a measurement (it did, in the benchmark's larger scenarios). A role that does
-    // not own the table gets a warning from PostgreSQL, not an error.
-    client
-        .batch_execute("VACUUM ANALYZE prereg.applicant_demographic")
-        .await
-        .context("analysing the seeded applications")?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
 }
 
 pub fn request_body(prids: &[String]) -> Vec<u8> {
@@ -134,7 +100,7 @@ pub(crate) async fn run(
     let sent_at = publish_requests(&channel, settings, options, &prids, &reply_to, started).await?;
     let received = collector.await.context("reply collector")??;
     options.progress.finish();
-    let _ = connection.close(200, "loadgen done".into()).await;
+    crate::amqp::close_within(connection.close(200, "loadgen done".into())).await;
     report::summarize(options, prids.len(), started, &sent_at, &received)
 }
 

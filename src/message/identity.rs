@@ -3,12 +3,15 @@
 
 use super::{TransactionId, body_sha256_hex};
 
-/// Who a request is: its transaction ID, whether the publisher's `message_id` was usable, and
-/// the body hash that tells a duplicate from a conflict.
+/// Who a request is: its transaction ID, the publisher's `message_id` when it was no usable
+/// transaction ID, and the body hash that tells a duplicate from a conflict.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub transaction_id: TransactionId,
-    pub message_id_ok: bool,
+    /// The `message_id` as sent, when it is not a valid transaction ID (too long, not
+    /// printable): the request's reply is named by it, never by the derived ID, which may be
+    /// another request's.
+    pub unusable_message_id: Option<String>,
     pub(crate) body_sha256: String,
 }
 
@@ -18,16 +21,24 @@ impl Identity {
     /// a stable, storable ID.
     pub fn of(message_id: Option<&str>, body: &[u8]) -> Identity {
         let body_sha256 = body_sha256_hex(body);
-        let parsed = message_id.map(TransactionId::parse);
-        let message_id_ok = !matches!(parsed, Some(None));
+        let parsed = message_id.map(|id| (id, TransactionId::parse(id)));
+        let unusable_message_id = match parsed {
+            Some((id, None)) => Some(id.to_owned()),
+            _ => None,
+        };
         let transaction_id = parsed
-            .flatten()
+            .and_then(|(_, parsed)| parsed)
             .unwrap_or_else(|| TransactionId::derived(&body_sha256));
         Identity {
             transaction_id,
-            message_id_ok,
+            unusable_message_id,
             body_sha256,
         }
+    }
+
+    /// Whether the `message_id` was absent or a valid transaction ID.
+    pub fn message_id_ok(&self) -> bool {
+        self.unusable_message_id.is_none()
     }
 }
 
@@ -60,15 +71,15 @@ mod tests {
     fn identity_uses_a_valid_message_id() {
         let id = Identity::of(Some("tx-1"), b"{}");
         assert_eq!(id.transaction_id.as_str(), "tx-1");
-        assert!(id.message_id_ok);
+        assert!(id.message_id_ok());
     }
 
     #[test]
     fn identity_derives_from_the_body_when_absent_or_invalid() {
         let absent = Identity::of(None, b"{}");
-        assert!(absent.message_id_ok);
+        assert!(absent.message_id_ok());
         let invalid = Identity::of(Some(&"x".repeat(40)), b"{}");
-        assert!(!invalid.message_id_ok);
+        assert_eq!(invalid.unusable_message_id, Some("x".repeat(40)));
         assert_eq!(absent.transaction_id, invalid.transaction_id);
     }
 }

@@ -5,15 +5,18 @@
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 
-use super::{Decision, Incoming, Processor, Verdict};
+use super::{Decision, Incoming, Processor, Trial, Verdict};
 use crate::{
     message::{ErrorCode, Identity, Reply, ReplyKind},
     retry::FailureClass,
     storage::{
         StorageError,
         audit::{self, AuditEvent, AuditRecord},
-        transactions::{Lookup, StoredTransaction},
+        model::StoredTransaction,
+        rejections,
+        transactions::Lookup,
     },
+    telemetry::labels::LabelSet,
 };
 
 impl Decision {
@@ -30,6 +33,36 @@ impl Decision {
 }
 
 impl Processor {
+    /// The rejection standing for a later attempt of a rejected request (its error reply
+    /// again, with no new audit row); a replay's first attempt clears it, to be judged again.
+    pub(super) async fn standing_verdict(
+        &self,
+        trial: Trial,
+        identity: &Identity,
+    ) -> Result<Option<Decision>, StorageError> {
+        let transaction_id = identity.transaction_id.as_str();
+        let body = identity.body_sha256.as_str();
+        let client = match trial {
+            // An unusable `message_id` is rejected again at every attempt anyway, and its
+            // body-derived ID may be another request's: no verdict is kept under it.
+            _ if !identity.message_id_ok() => return Ok(None),
+            Trial::First { .. } => return Ok(None),
+            Trial::Replayed | Trial::Again => self.pool.get().await?,
+        };
+        if trial == Trial::Replayed {
+            rejections::forget(&client, transaction_id, body).await?;
+            return Ok(None);
+        }
+        let standing = rejections::standing(&client, transaction_id, body).await?;
+        Ok(standing
+            .as_deref()
+            .and_then(ErrorCode::from_label)
+            .map(|code| Decision {
+                reply: Reply::error(code, Utc::now()),
+                verdict: Verdict::Rejected(code),
+            }))
+    }
+
     /// Rule 1: the same body again is a duplicate (the stored reply, byte for byte); another
     /// body under the same ID is a conflict.
     pub(super) async fn answer_existing(
@@ -57,7 +90,7 @@ impl Processor {
         app_id: &str,
         identity: &Identity,
     ) -> Result<Option<Decision>, StorageError> {
-        if !identity.message_id_ok {
+        if !identity.message_id_ok() {
             return Ok(None); // nothing is ever recorded under an unusable message_id
         }
         let lookup = Lookup {
@@ -106,7 +139,13 @@ impl Processor {
             event,
             error_code: code.map(ErrorCode::code),
         };
-        audit::write(&client, &record).await
+        match event {
+            // The verdict stands from here on: recorded with its audit row.
+            AuditEvent::Rejected if identity.message_id_ok() => {
+                rejections::record(&client, &record, &identity.body_sha256).await
+            }
+            _ => audit::write(&client, &record).await,
+        }
     }
 
     /// The audit row of an outcome already decided (a duplicate, a rejection). A transient

@@ -15,7 +15,8 @@ use crate::{
     storage::{
         StorageError,
         batching::Batcher,
-        transactions::{Lookup, Lookups, NewTransaction, StoreOutcome, Stores},
+        model::{NewTransaction, StoreOutcome},
+        transactions::{Lookup, Lookups, Stores},
     },
     telemetry::Metrics,
 };
@@ -27,11 +28,33 @@ pub(crate) struct Incoming<'a> {
     pub(crate) content_type: Option<&'a str>,
     /// The registration processor's ID, `unknown` when absent.
     pub(crate) app_id: &'a str,
-    /// When `validation.max_request_age` is judged against: the moment of the request's first
-    /// attempt, so time spent held in an outage does not age it. `None` for a request that has
-    /// been attempted before (a redelivery, a retry tier, a replay): it was judged then, and is
-    /// not judged again.
-    pub(crate) age_judged_at: Option<DateTime<Utc>>,
+    /// Which attempt of the request this is, and so what is judged.
+    pub(crate) trial: Trial,
+}
+
+/// Which attempt of a request a delivery is. The first verdict on a request stands for every
+/// later attempt of it; only an operator's replay judges it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trial {
+    /// The first attempt: judged in full, its age against the moment it arrived (so time spent
+    /// held in an outage does not age it).
+    First { arrived: DateTime<Utc> },
+    /// The first attempt after a `dlq replay`: judged again, but for its age (it was judged
+    /// at its first attempt, and a replay would otherwise always find it too old).
+    Replayed,
+    /// A later attempt (a redelivery, a copy back from a retry tier): a rejection given
+    /// before stands.
+    Again,
+}
+
+impl Trial {
+    /// When `validation.max_request_age` is judged against; `None`: not at all.
+    fn age_judged_at(self) -> Option<DateTime<Utc>> {
+        match self {
+            Trial::First { arrived } => Some(arrived),
+            Trial::Replayed | Trial::Again => None,
+        }
+    }
 }
 
 /// The outcome of one request.
@@ -67,7 +90,7 @@ impl Processor {
     ) -> Processor {
         Processor {
             lookups: Batcher::start(Lookups(pool.clone())),
-            stores: Batcher::start(Stores(pool.clone())),
+            stores: Batcher::start(Stores::new(pool.clone())),
             pool,
             validator: RequestValidator::new(validation),
             require_known_application: validation.require_known_application,
@@ -84,6 +107,9 @@ impl Processor {
         identity: &Identity,
     ) -> Result<Decision, StorageError> {
         let now = Utc::now();
+        if let Some(standing) = self.standing_verdict(incoming.trial, identity).await? {
+            return Ok(standing);
+        }
         let transaction_id = identity.transaction_id.as_str();
         // Validation is pure, so it runs first and the two reads it allows (the transaction
         // lookup and the known-application check) go to the server together, batched with
@@ -91,9 +117,9 @@ impl Processor {
         // recorded transaction (rule 1) wins over any validation error (rule 2).
         let validated = self.validator.validate(
             incoming.content_type,
-            identity.message_id_ok,
+            identity.message_id_ok(),
             incoming.body,
-            incoming.age_judged_at,
+            incoming.trial.age_judged_at(),
         );
         let well_formed: Vec<String> = validated
             .as_ref()
@@ -108,7 +134,7 @@ impl Processor {
             .unwrap_or_default();
         let well_formed_count = well_formed.len();
         let lookup = Lookup {
-            transaction_id: identity.message_id_ok.then(|| transaction_id.to_owned()),
+            transaction_id: identity.message_id_ok().then(|| transaction_id.to_owned()),
             prids: (self.require_known_application && !well_formed.is_empty())
                 .then_some(well_formed),
         };
@@ -179,9 +205,5 @@ impl Processor {
                 self.answer_existing(incoming, identity, existing).await
             }
         }
-    }
-
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
     }
 }

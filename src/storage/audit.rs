@@ -44,7 +44,7 @@ impl AuditEvent {
         }
     }
 
-    fn outcome(self) -> &'static str {
+    pub(super) fn outcome(self) -> &'static str {
         match self {
             AuditEvent::Stored
             | AuditEvent::Duplicate
@@ -76,7 +76,7 @@ pub(crate) async fn write(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
 ) -> Result<(), StorageError> {
-    write_with_outcome(client, record, record.event.outcome()).await
+    write_with_outcome(client, record, record.event.outcome(), None).await
 }
 
 /// Writes many rows with one statement (the stores of one group commit).
@@ -86,9 +86,12 @@ pub(crate) async fn write_all(
 ) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
-             SELECT * FROM unnest($1::timestamp[], $2::varchar[], $3::varchar[], $4::varchar[], \
-             $5::varchar[], $6::varchar[])",
+            r#"
+            INSERT INTO prereg.sync_audit
+                (event_time, app_id, transaction_id, event, outcome, error_code)
+            SELECT * FROM unnest($1::timestamp[], $2::varchar[], $3::varchar[], $4::varchar[],
+                                 $5::varchar[], $6::varchar[])
+            "#,
         )
         .await?;
     let times: Vec<NaiveDateTime> = records.iter().map(|r| r.at).collect();
@@ -103,25 +106,32 @@ pub(crate) async fn write_all(
     Ok(())
 }
 
-/// Like [`write()`] with an explicit outcome (a job run's status).
+/// The statement inserting one row: event time, app ID, transaction ID, event, outcome, code,
+/// detail (NULL but for an operator's run).
+pub(super) const INSERT_ONE: &str = r#"
+    INSERT INTO prereg.sync_audit
+        (event_time, app_id, transaction_id, event, outcome, error_code, detail)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+"#;
+
+/// Like [`write()`] with an explicit outcome (a job run's status, a `dlq` run's completion)
+/// and, for an operator's run (`dlq replay`, `dlq delete`), its `detail`: what was asked and
+/// done, never a PRID.
 pub(crate) async fn write_with_outcome(
     client: &impl GenericClient,
     record: &AuditRecord<'_>,
     outcome: &str,
+    detail: Option<&serde_json::Value>,
 ) -> Result<(), StorageError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO prereg.sync_audit (event_time, app_id, transaction_id, event, outcome, error_code) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+    let statement = client.prepare_cached(INSERT_ONE).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
         &record.at,
         &record.app_id,
         &record.transaction_id,
         &record.event.as_str(),
         &outcome,
         &record.error_code,
+        &detail,
     ];
     client.execute(&statement, &params).await?;
     Ok(())

@@ -8,10 +8,13 @@
 //! commit). Each delivery awaits its own answer, given only after the batch is done, so a
 //! store is never acknowledged before its commit.
 //!
-//! If a batch fails for the data of one request (a constraint, a deadlock), its requests are
-//! handled again one by one, so one request's bad data never fails its neighbours. If it fails
-//! because the database is unreachable, every request gets that failure at once: going one by
-//! one would only wait out the same outage once per request. A batch that succeeded as a whole
+//! If a batch fails for the data of one request (a constraint or value error, a row-level
+//! security refusal), its requests are handled again one by one, so one request's bad data never
+//! fails its neighbours. If it fails for a passing reason (a statement timeout, a serialization
+//! failure or deadlock, the database unreachable), every request gets that failure at once and
+//! retries under its own back-off, so the batch comes round again whole: going one by one would
+//! wait out the same timeout once per request (64 requests and a 30 s statement timeout would
+//! hold the last delivery past the broker's 30 min `consumer_timeout`). A batch that succeeded as a whole
 //! may still answer one request with an error of its own (see [`BatchHandler::handle`]): that
 //! request alone is retried, its neighbours keep their committed answers.
 //!
@@ -26,7 +29,6 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StorageError;
-use crate::retry::FailureClass;
 
 /// Requests handled together at most (bounded by the deliveries in flight anyway).
 pub(crate) const MAX_BATCH: usize = 256;
@@ -87,14 +89,15 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Pending<H
             .unzip();
         let answers = match guarded(&handler, &inputs).await {
             Ok(answers) => answers,
-            Err(err) if inputs.len() == 1 || err.class() == FailureClass::InfrastructureDown => {
+            Err(err) if inputs.len() == 1 || !err.class().may_be_the_datas() => {
                 // The first request gets the error itself, the others its description (a
-                // database error cannot be cloned); both classify as an outage.
+                // database error cannot be cloned), classified alike.
+                let class = err.class();
                 let description = err.to_string();
                 std::iter::once(Err(err))
                     .chain(
                         (1..inputs.len())
-                            .map(|_| Err(StorageError::Unavailable(description.clone()))),
+                            .map(|_| Err(StorageError::OfBatch(class, description.clone()))),
                     )
                     .collect()
             }
@@ -111,8 +114,11 @@ async fn run<H: BatchHandler>(handler: H, mut receiver: mpsc::Receiver<Pending<H
                 answers
             }
         };
-        // A delivery that stopped waiting (its session was lost) is simply gone.
         for (respond, answer) in responders.into_iter().zip(answers) {
+            #[allow(
+                clippy::let_underscore_must_use,
+                reason = "a delivery that stopped waiting (its session was lost) is simply gone"
+            )]
             let _ = respond.send(answer);
         }
     }

@@ -37,6 +37,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "pending_in_storage_order",
         include_str!("../../sql/0005_pending_in_storage_order.sql"),
     ),
+    (
+        6,
+        "sync_rejection",
+        include_str!("../../sql/0006_sync_rejection.sql"),
+    ),
+    (
+        7,
+        "sync_audit_detail",
+        include_str!("../../sql/0007_sync_audit_detail.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming "prereg-sync migrations" among advisory locks.
@@ -79,6 +89,10 @@ pub(crate) async fn create_database_if_missing(database: &Database) -> anyhow::R
         }
     }
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok(())
 }
@@ -90,18 +104,24 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<u
         .await
         .context("starting the migration transaction")?;
     // A migration may build an index over a large existing table (0005 does): the hot path's
-    // statement timeout is not meant for it. Transaction-level, so it ends with the migrations.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
+    // statement timeout is not meant for it. The `IF NOT EXISTS` below would log a NOTICE
+    // ("schema … already exists") at every start. Transaction-level, so both end with the
+    // migrations.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL client_min_messages = warning")
         .await
         .context("lifting the statement timeout for the migrations")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .context("taking the migration lock")?;
     tx.batch_execute(
-        "CREATE SCHEMA IF NOT EXISTS prereg; \
-         CREATE TABLE IF NOT EXISTS prereg.sync_schema_migrations ( \
-             version integer PRIMARY KEY, name varchar(128) NOT NULL, \
-             applied_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))",
+        r#"
+        CREATE SCHEMA IF NOT EXISTS prereg;
+        CREATE TABLE IF NOT EXISTS prereg.sync_schema_migrations (
+            version integer PRIMARY KEY,
+            name varchar(128) NOT NULL,
+            applied_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+        )
+        "#,
     )
     .await
     .context("creating the migrations table")?;
@@ -166,6 +186,10 @@ pub async fn prepare_database(
         .context("connecting to the database")?;
     let applied = run(&mut client).await?;
     drop(client);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
     Ok(applied)
 }

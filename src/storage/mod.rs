@@ -7,6 +7,8 @@
 pub(crate) mod audit;
 pub(crate) mod batching;
 pub mod migrate;
+pub(crate) mod model;
+pub(crate) mod rejections;
 mod rows;
 pub(crate) mod suspects;
 pub(crate) mod transactions;
@@ -32,6 +34,9 @@ pub(crate) enum StorageError {
     /// A bug met while handling the request (a panic caught at the batch boundary); trying
     /// again from the top, with the lookup first, settles what was or was not committed.
     Internal(&'static str),
+    /// The failure of the batch this request was handled in, as every request of it but the
+    /// first gets it (a driver error cannot be cloned): its class and description.
+    OfBatch(FailureClass, String),
 }
 
 impl StorageError {
@@ -42,6 +47,7 @@ impl StorageError {
             StorageError::Raced(_) | StorageError::Internal(_) => {
                 return FailureClass::Transient;
             }
+            StorageError::OfBatch(class, _) => return *class,
             StorageError::Db(err) => err,
         };
         let Some(code) = err.code() else {
@@ -57,7 +63,10 @@ impl StorageError {
 /// never succeed on retry; contention and timeouts may.
 pub(crate) fn classify_sqlstate(code: &SqlState) -> FailureClass {
     let class = &code.code()[..2];
-    if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        return FailureClass::Refused;
+    }
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         return FailureClass::InfrastructureDown;
     }
     match class {
@@ -134,6 +143,7 @@ impl std::fmt::Display for StorageError {
             StorageError::Db(err) => write!(f, "database error: {}", describe(err)),
             StorageError::Raced(why) => write!(f, "database race: {why}"),
             StorageError::Internal(why) => write!(f, "internal error: {why}"),
+            StorageError::OfBatch(_, description) => f.write_str(description),
         }
     }
 }
@@ -159,6 +169,10 @@ pub struct Database {
 
 impl Database {
     pub fn new(settings: &DatabaseSettings) -> anyhow::Result<Database> {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "parsed into the connection configuration; a URL that fails is not echoed"
+        )]
         let mut config: tokio_postgres::Config = settings
             .url
             .expose_secret()
@@ -176,6 +190,14 @@ impl Database {
             .connect_timeout(settings.connect_timeout)
             .application_name("prereg-sync");
         let tls = tls::postgres_config(&settings.tls)?.map(MakeRustlsConnect::new);
+        // libpq's way to ask for TLS; here it would end in the driver's bare "no TLS
+        // implementation configured" at the first connection.
+        anyhow::ensure!(
+            tls.is_some() || config.get_ssl_mode() != SslMode::Require,
+            "database.url asks for sslmode=require, but TLS to PostgreSQL is set by \
+             database.tls.mode, which is \"disable\": set it to \"require\" or \"verify-full\" \
+             (PREREG_SYNC__DATABASE__TLS__MODE) and ca_file"
+        );
         if tls.is_some() {
             config.ssl_mode(SslMode::Require);
         }
@@ -287,7 +309,7 @@ mod tests {
             (SqlState::CONNECTION_FAILURE, InfrastructureDown),
             (SqlState::TOO_MANY_CONNECTIONS, InfrastructureDown),
             (SqlState::DISK_FULL, InfrastructureDown),
-            (SqlState::INSUFFICIENT_PRIVILEGE, InfrastructureDown),
+            (SqlState::INSUFFICIENT_PRIVILEGE, Refused),
             (SqlState::READ_ONLY_SQL_TRANSACTION, InfrastructureDown),
             (SqlState::STRING_DATA_RIGHT_TRUNCATION, Permanent),
             (SqlState::NOT_NULL_VIOLATION, Permanent),

@@ -25,7 +25,7 @@ use tokio_postgres::types::ToSql;
 use super::{
     StorageError,
     audit::{self, AuditEvent, AuditRecord},
-    transactions::NewTransaction,
+    model::NewTransaction,
 };
 use binary_copy::{
     CopyData,
@@ -60,10 +60,12 @@ pub(super) async fn insert_transactions(
     news: &[&NewTransaction],
     method: Method,
 ) -> Result<HashSet<String>, StorageError> {
-    const INSERT: &str = "INSERT INTO prereg.sync_transaction \
-         (transaction_id, app_id, body_sha256, received_at, request_time, stored_count, reply_body) \
-         SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamp[], \
-         $5::timestamp[], $6::int[], $7::bytea[])";
+    const INSERT: &str = r#"
+        INSERT INTO prereg.sync_transaction
+            (transaction_id, app_id, body_sha256, received_at, request_time, stored_count, reply_body)
+        SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::timestamp[],
+                             $5::timestamp[], $6::int[], $7::bytea[])
+    "#;
     let statement = match method {
         Method::Copy => tx.prepare_cached(INSERT).await?,
         Method::Insert => {
@@ -158,16 +160,24 @@ async fn insert(
         .collect();
     let (interface, processed) = tokio::try_join!(
         tx.prepare_cached(
-            "INSERT INTO prereg.intf_processed_prereg_list (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) \
-             SELECT id, rt, $3, $4, ca FROM unnest($1::varchar[], $2::timestamp[], $5::timestamp[]) AS t(id, rt, ca) \
-             ON CONFLICT DO NOTHING",
+            r#"
+            INSERT INTO prereg.intf_processed_prereg_list
+                (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes)
+            SELECT id, rt, $3, $4, ca
+            FROM unnest($1::varchar[], $2::timestamp[], $5::timestamp[]) AS t(id, rt, ca)
+            ON CONFLICT DO NOTHING
+            "#,
         ),
         tx.prepare_cached(
-            "INSERT INTO prereg.processed_prereg_list \
-             (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) \
-             SELECT id, rt, $7, $8, trn, $4, $5, ca \
-             FROM unnest($1::varchar[], $2::timestamp[], $3::varchar[], $6::timestamp[]) AS t(id, rt, trn, ca) \
-             ON CONFLICT (prereg_id) DO NOTHING RETURNING prereg_trn_id",
+            r#"
+            INSERT INTO prereg.processed_prereg_list
+                (prereg_id, first_received_dtimes, status_code, status_comments, prereg_trn_id,
+                 lang_code, cr_by, cr_dtimes)
+            SELECT id, rt, $7, $8, trn, $4, $5, ca
+            FROM unnest($1::varchar[], $2::timestamp[], $3::varchar[], $6::timestamp[])
+                AS t(id, rt, trn, ca)
+            ON CONFLICT (prereg_id) DO NOTHING RETURNING prereg_trn_id
+            "#,
         ),
     )?;
     let interface_rows = async {
@@ -218,8 +228,11 @@ async fn copy(
         async {
             Ok::<_, StorageError>(
                 tx.prepare_cached(
-                    "COPY prereg.intf_processed_prereg_list \
-                     (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes) FROM STDIN (FORMAT binary)",
+                    r#"
+                    COPY prereg.intf_processed_prereg_list
+                        (prereg_id, received_dtimes, lang_code, cr_by, cr_dtimes)
+                    FROM STDIN (FORMAT binary)
+                    "#,
                 )
                 .await?,
             )
@@ -227,8 +240,12 @@ async fn copy(
         async {
             Ok(tx
                 .prepare_cached(
-                    "COPY prereg.processed_prereg_list (prereg_id, first_received_dtimes, status_code, \
-                     status_comments, prereg_trn_id, lang_code, cr_by, cr_dtimes) FROM STDIN (FORMAT binary)",
+                    r#"
+                    COPY prereg.processed_prereg_list
+                        (prereg_id, first_received_dtimes, status_code, status_comments,
+                         prereg_trn_id, lang_code, cr_by, cr_dtimes)
+                    FROM STDIN (FORMAT binary)
+                    "#,
                 )
                 .await?)
         },

@@ -31,9 +31,12 @@ pub(crate) async fn mark_attempt(
 ) -> Result<(), StorageError> {
     let statement = client
         .prepare_cached(
-            "INSERT INTO prereg.sync_suspect (transaction_id, attempts, last_attempt_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (transaction_id) DO UPDATE SET attempts = sync_suspect.attempts + 1, \
-             last_attempt_at = EXCLUDED.last_attempt_at",
+            r#"
+            INSERT INTO prereg.sync_suspect (transaction_id, attempts, last_attempt_at)
+            VALUES ($1, 1, $2)
+            ON CONFLICT (transaction_id) DO UPDATE
+            SET attempts = sync_suspect.attempts + 1, last_attempt_at = EXCLUDED.last_attempt_at
+            "#,
         )
         .await?;
     client

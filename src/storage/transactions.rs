@@ -3,50 +3,21 @@
 //! statement per table however many requests and PRIDs, so a transaction costs the same few
 //! round trips for one PRID or thousands.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
-use chrono::NaiveDateTime;
 use deadpool_postgres::{Client, GenericClient, Pool};
 use tokio_postgres::{error::SqlState, types::Type};
 
 use super::{
     StorageError,
     batching::{Answer, BatchHandler},
+    model::{NewTransaction, StoreOutcome, StoredTransaction},
     rows::{self, Method},
 };
 use crate::retry::FailureClass;
-
-/// A transaction recorded earlier: enough to tell a duplicate from a conflict and to re-send
-/// the reply byte for byte.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredTransaction {
-    pub(crate) body_sha256: String,
-    pub(crate) reply_body: Vec<u8>,
-}
-
-/// Everything one request writes (owned: it travels to the group-commit task).
-#[derive(Debug)]
-pub(crate) struct NewTransaction {
-    pub(crate) transaction_id: String,
-    pub(crate) app_id: String,
-    pub(crate) body_sha256: String,
-    pub(crate) received_at: NaiveDateTime,
-    pub(crate) request_time: NaiveDateTime,
-    /// Surviving PRIDs (unique).
-    pub(crate) prids: Vec<String>,
-    pub(crate) reply_body: Vec<u8>,
-    pub(crate) lang_code: String,
-    pub(crate) created_by: String,
-}
-
-#[derive(Debug, PartialEq)]
-pub(crate) enum StoreOutcome {
-    /// Committed; `newly_processed` PRIDs were not in `processed_prereg_list` before.
-    Stored { newly_processed: u64 },
-    /// Another delivery of the same transaction ID committed first (a concurrent duplicate):
-    /// nothing was written here.
-    AlreadyRecorded(StoredTransaction),
-}
 
 // The two reads below are planned at every execution (`query_typed`: the unnamed statement,
 // parse, bind and execute in one round trip), never from a cached generic plan. A plan cached
@@ -65,8 +36,10 @@ async fn find_all(
     }
     let rows = client
         .query_typed(
-            "SELECT transaction_id, body_sha256, reply_body FROM prereg.sync_transaction \
-             WHERE transaction_id = ANY($1)",
+            r#"
+            SELECT transaction_id, body_sha256, reply_body FROM prereg.sync_transaction
+            WHERE transaction_id = ANY($1)
+            "#,
             &[(&ids, Type::VARCHAR_ARRAY)],
         )
         .await?;
@@ -93,8 +66,11 @@ async fn known_applications(
     }
     let rows = client
         .query_typed(
-            "SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1) \
-             UNION ALL SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)",
+            r#"
+            SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1)
+            UNION ALL
+            SELECT prereg_id FROM prereg.applicant_demographic_consumed WHERE prereg_id = ANY($1)
+            "#,
             &[(&prids, Type::VARCHAR_ARRAY)],
         )
         .await?;
@@ -161,7 +137,21 @@ impl BatchHandler for Lookups {
 }
 
 /// Batch handler for stores: group commit, all waiting requests in one transaction.
-pub(crate) struct Stores(pub(crate) Pool);
+pub(crate) struct Stores {
+    pool: Pool,
+    /// Set once the database refused `COPY` (a table under row-level security): every later
+    /// batch goes straight to the statements, instead of failing a `COPY` each time.
+    copy_refused: AtomicBool,
+}
+
+impl Stores {
+    pub(crate) fn new(pool: Pool) -> Stores {
+        Stores {
+            pool,
+            copy_refused: AtomicBool::new(false),
+        }
+    }
+}
 
 impl BatchHandler for Stores {
     type Input = NewTransaction;
@@ -170,8 +160,12 @@ impl BatchHandler for Stores {
     async fn handle(&self, news: &[NewTransaction]) -> Result<Vec<Answer<Self>>, StorageError> {
         #[cfg(feature = "fault-injection")]
         crate::fault::maybe_panic(news.iter().map(|new| new.transaction_id.as_str()));
-        let mut client = self.0.get().await?;
-        store_all(&mut client, news).await
+        let mut client = self.pool.get().await?;
+        if self.copy_refused.load(Ordering::Relaxed) {
+            let committed = commit(&mut client, news, Method::Insert).await?;
+            return answer_all(&client, news, committed).await;
+        }
+        store_all(&self.pool, client, news, &self.copy_refused).await
     }
 }
 
@@ -192,26 +186,46 @@ impl BatchHandler for Stores {
 /// is rolled back and written again with `INSERT … ON CONFLICT DO NOTHING` (see `rows`). Both
 /// commit the same rows and give the same answers.
 async fn store_all(
-    client: &mut Client,
+    pool: &Pool,
+    mut client: Client,
     news: &[NewTransaction],
+    copy_refused: &AtomicBool,
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
     // Every row new first; a transaction or PRID row already there ends that attempt with a
     // unique violation (nothing else in it can raise one), and the batch is written again by the
     // statements that skip such rows. So is a table COPY cannot write (row-level security:
-    // 0A000) in a database customised beyond the contract's schema.
-    let (inserted, newly_processed) = match commit(client, news, Method::Copy).await {
+    // 0A000) in a database customised beyond the contract's schema; that one is remembered.
+    let committed = match commit(&mut client, news, Method::Copy).await {
         Err(StorageError::Db(err))
             if err.code() == Some(&SqlState::UNIQUE_VIOLATION)
                 || err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) =>
         {
+            if err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+                copy_refused.store(true, Ordering::Relaxed);
+            }
             tracing::debug!(
                 size = news.len(),
                 "a row of the batch is stored already (a PRID, or a concurrent duplicate's transaction), or COPY was refused; writing the batch again with the statements that skip such rows"
             );
-            commit(client, news, Method::Insert).await?
+            // A COPY that failed part-way can leave its connection out of step with the server
+            // (the pipelined statements' answers arrive late): the retry takes a fresh one, and
+            // this one is closed rather than pooled.
+            drop(deadpool_postgres::Object::take(client));
+            client = pool.get().await?;
+            commit(&mut client, news, Method::Insert).await?
         }
         committed => committed?,
     };
+    answer_all(&client, news, committed).await
+}
+
+/// The answers of a committed batch: each request that wrote its transaction row is stored;
+/// the others are answered with the transaction recorded first.
+async fn answer_all(
+    client: &Client,
+    news: &[NewTransaction],
+    (inserted, newly_processed): (HashSet<String>, HashMap<String, u64>),
+) -> Result<Vec<Answer<Stores>>, StorageError> {
     // Requests that wrote nothing: answered with the row that was there first.
     let mut answered = HashSet::with_capacity(news.len());
     let first_answers: Vec<bool> = news
@@ -227,7 +241,7 @@ async fn store_all(
         .filter(|(_, first)| !**first)
         .map(|(new, _)| new.transaction_id.as_str())
         .collect();
-    let recorded = find_all(&*client, &duplicate_ids)
+    let recorded = find_all(client, &duplicate_ids)
         .await
         .map_err(|err| (err.class(), err.to_string()));
     Ok(news

@@ -9,11 +9,19 @@ use crate::config::{LogFormat, LogSettings};
 /// for debuggability.
 const PAYLOAD_LOGGING_CRATES: [&str; 4] = ["tokio_postgres", "postgres_", "lapin", "amq_protocol"];
 
+/// Modules that log a whole message, body included, at any level: lapin logs every message
+/// the broker returns (a mandatory reply to a queue that does not exist: the reply, with its
+/// PRIDs) at WARN, as a byte array. The worker handles a returned message itself (the reply
+/// counts as unroutable), so nothing is lost by silencing them.
+const PAYLOAD_LOGGING_MODULES: [&str; 1] = ["lapin::returned_messages"];
+
 fn may_carry_payload(metadata: &tracing::Metadata<'_>) -> bool {
-    *metadata.level() > tracing::Level::INFO
-        && PAYLOAD_LOGGING_CRATES
-            .iter()
-            .any(|prefix| metadata.target().starts_with(prefix))
+    let target = metadata.target();
+    PAYLOAD_LOGGING_MODULES.contains(&target)
+        || (*metadata.level() > tracing::Level::INFO
+            && PAYLOAD_LOGGING_CRATES
+                .iter()
+                .any(|prefix| target.starts_with(prefix)))
 }
 
 /// Installs the global tracing subscriber: human-readable or JSON lines on stderr, level from
@@ -39,6 +47,9 @@ pub fn init_logging(settings: &LogSettings) {
             )
             .try_init(),
     };
-    // A second initialisation (tests building several apps) keeps the first subscriber.
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "a second initialisation (tests building several apps) keeps the first subscriber"
+    )]
     let _ = result;
 }

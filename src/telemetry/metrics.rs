@@ -50,6 +50,7 @@ pub(super) struct RequestFamilies {
     pub(super) in_flight: IntGauge,
     pub(super) replayed: IntCounter,
     pub(super) audit_write_failures: IntCounter,
+    pub(super) database_refusals: IntCounter,
 }
 
 pub(super) struct BrokerFamilies {
@@ -69,6 +70,7 @@ pub(super) struct ConsumedJobFamilies {
     pub(super) runs: CounterBy<JobRunStatus>,
     pub(super) prids: CounterBy<JobPridResult>,
     pub(super) last_success: IntGauge,
+    pub(super) next_run: IntGauge,
 }
 
 /// The HTTP ingress's requests: `route` is a route template (never a transaction ID),
@@ -182,6 +184,10 @@ impl RequestFamilies {
                 "audit_write_failures_total",
                 "Audit rows of an already decided outcome that could not be written",
             ),
+            database_refusals: r.counter(
+                "database_refusals_total",
+                "Requests whose rows the database refused with its grants intact (SQLSTATE 42501: row-level security), dead-lettered",
+            ),
         }
     }
 }
@@ -197,7 +203,7 @@ impl BrokerFamilies {
             ),
             node: r.gauge_vec(
                 "broker_node",
-                "1 for the node of amqp.url being consumed from, by its index (0-based)",
+                "1 for the node of amqp.url being consumed from, by its position (from 1, as in the logs)",
                 "index",
             ),
         }
@@ -234,6 +240,11 @@ impl ConsumedJobFamilies {
             last_success: r.gauge(
                 "consumed_job_last_success_timestamp_seconds",
                 "Unix time of the last consumed-status run that ended SUCCESS or NOTHING_TO_DO",
+            ),
+            next_run: r.gauge(
+                "consumed_job_next_run_timestamp_seconds",
+                "Unix time of this worker's next scheduled consumed-status run; 0 when it has none \
+                 (consumed_job.enabled = false)",
             ),
         }
     }
@@ -299,6 +310,10 @@ impl Metrics {
         let mut buffer = Vec::new();
         let mut families = self.0.registry.gather();
         families.extend(self.0.process.gather());
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "writing to a Vec cannot fail; an invalid family, a bug, ends the text early"
+        )]
         let _ = TextEncoder::new().encode(&families, &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }

@@ -12,7 +12,7 @@ use std::{fmt, time::Duration};
 use prometheus::IntGauge;
 
 use self::labels::{JobPridResult, JobRunStatus, LabelSet, PoolState, PridResult, RetryKind};
-use crate::message::{ErrorCode, ReplyKind};
+use crate::message::{ErrorCode, ReplyKind, TransactionId};
 
 pub(crate) mod labels;
 mod logging;
@@ -140,6 +140,21 @@ impl Metrics {
         tracing::error!(event, error = %error, "audit row not written; the outcome stands");
     }
 
+    /// The database refused a request's rows (SQLSTATE 42501 with the worker's grants intact:
+    /// a row-level security policy); the request is dead-lettered, not retried.
+    pub(crate) fn database_refused(
+        &self,
+        transaction_id: &TransactionId,
+        error: &dyn fmt::Display,
+    ) {
+        self.0.requests.database_refusals.inc();
+        tracing::error!(
+            %transaction_id,
+            error = %error,
+            "the database refused this request's rows (a row-level security policy?): dead-lettered; check the policies on prereg's tables for the worker's role"
+        );
+    }
+
     /// A request came back from a DLQ replay (it carries `x-replay-count`).
     pub(crate) fn replayed_received(&self, transaction_id: &str, replays: i64) {
         self.0.requests.replayed.inc();
@@ -162,12 +177,14 @@ impl Metrics {
 
     /// Which of the `count` configured nodes is being consumed from (`None`: none). The label
     /// is the node's index, so the series are bounded by the length of `amqp.url`.
+    /// `in_use` is 0-based; the label counts from 1, as the logs (`node=2`) and errors
+    /// (`node 2 of 3`) do.
     pub(crate) fn broker_node(&self, in_use: Option<usize>, count: usize) {
         for index in 0..count {
             self.0
                 .broker
                 .node
-                .with_label_values(&[&index.to_string()])
+                .with_label_values(&[&(index + 1).to_string()])
                 .set(i64::from(in_use == Some(index)));
         }
     }
@@ -190,6 +207,12 @@ impl Metrics {
                 .set(connections as i64);
         }
         database.pool_waiters.set(status.waiting as i64);
+    }
+
+    /// The consumed-status job's scheduler waits for `next` (`None`: it has stopped).
+    pub(crate) fn consumed_job_scheduled(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+        let next = next.map_or(0, |next| next.timestamp());
+        self.0.consumed_job.next_run.set(next);
     }
 
     /// A consumed-status job run ended with `status`: `prids` counts its PRIDs by result, and

@@ -132,6 +132,10 @@ impl AckCoalescer {
             let options = BasicAckOptions { multiple: true };
             let written = matches!(last.acker.ack(options).await, Ok(true));
             for (_, finished) in covered {
+                #[allow(
+                    clippy::let_underscore_must_use,
+                    reason = "a delivery that stopped waiting (its session was lost) needs no answer"
+                )]
                 let _ = finished.tell.send(written);
             }
         }
@@ -140,6 +144,10 @@ impl AckCoalescer {
                 finished.acker.ack(BasicAckOptions::default()).await,
                 Ok(true)
             );
+            #[allow(
+                clippy::let_underscore_must_use,
+                reason = "a delivery that stopped waiting (its session was lost) needs no answer"
+            )]
             let _ = finished.tell.send(written);
         }
     }

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use self::{handler::Handler, supervisor::Supervisor};
+use deadpool_postgres::Pool;
+
 use crate::{
     config::{AmqpSettings, RetrySettings, WorkerSettings},
     health::Health,
@@ -38,7 +40,6 @@ use crate::{
 /// The worker as [`crate::startup`] assembles and runs it.
 pub(crate) struct Worker {
     supervisor: Supervisor,
-    handler: Arc<Handler>,
 }
 
 impl Worker {
@@ -47,9 +48,11 @@ impl Worker {
         worker: &WorkerSettings,
         retry: &RetrySettings,
         processor: Processor,
+        pool: Pool,
         health: Health,
         metrics: Metrics,
     ) -> anyhow::Result<Worker> {
+        warn_if_the_window_can_outgrow(&amqp, worker);
         let amqp = Arc::new(amqp);
         let policy = RetryPolicy::new(retry);
         let retry_delays = policy.delays().to_vec();
@@ -57,24 +60,34 @@ impl Worker {
             amqp.clone(),
             policy,
             processor,
+            pool,
             health.clone(),
             metrics.clone(),
         ));
-        let supervisor =
-            Supervisor::new(amqp, worker, retry_delays, handler.clone(), health, metrics)?;
-        Ok(Worker {
-            supervisor,
-            handler,
-        })
-    }
-
-    pub(crate) fn processor(&self) -> &Processor {
-        self.handler.processor()
+        let supervisor = Supervisor::new(amqp, worker, retry_delays, handler, health, metrics)?;
+        Ok(Worker { supervisor })
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for
     /// what retrying cannot fix (an incompatible existing queue).
     pub(crate) async fn run(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.supervisor.run(&shutdown).await
+    }
+}
+
+/// The prefetch window bounds messages, not bytes: the AMQP client holds each delivery whole
+/// before the worker can refuse an oversized body. Only the broker's `max_message_size` bounds
+/// a delivery, so the window's worst case is `prefetch` × that; warned about when it exceeds
+/// the worker's memory budget (a pod over its limit is killed, and so is every replica the
+/// same window reaches next).
+fn warn_if_the_window_can_outgrow(amqp: &AmqpSettings, worker: &WorkerSettings) {
+    let worst = u64::from(amqp.prefetch).saturating_mul(amqp.max_message_size);
+    if worst > worker.memory_budget {
+        tracing::warn!(
+            prefetch = amqp.prefetch,
+            max_message_size = amqp.max_message_size,
+            memory_budget = worker.memory_budget,
+            "a prefetch window of the largest messages the broker accepts can exceed the memory budget: lower the broker's max_message_size (and amqp.max_message_size with it) or amqp.prefetch (docs/operations.md)"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     amqp::{headers, publisher::Publisher},
     config::AmqpSettings,
     message::{Identity, registration_processor_id},
-    processor::Incoming,
+    processor::{Incoming, Trial},
 };
 
 /// Which queues a request may name as `reply_to`.
@@ -101,13 +101,19 @@ impl InboundRequest {
         headers::integer(self.delivery.properties.headers().as_ref(), key).unwrap_or(0)
     }
 
-    /// The request as the processor needs it. Its age is judged once: a request that comes
-    /// back (redelivered, from a retry tier, replayed) was judged at its first attempt.
+    /// The request as the processor needs it. A request that comes back (redelivered, from a
+    /// retry tier) was judged at its first attempt; a replay's copy carries no retry count.
     pub(super) fn incoming(&self) -> Incoming<'_> {
-        let first_attempt = !self.delivery.redelivered
+        let untried = !self.delivery.redelivered
             && self.header_integer(headers::DELIVERY_COUNT) == 0
-            && self.header_integer(headers::REPLAY_COUNT) == 0
             && self.header_integer(headers::RETRY_COUNT) == 0;
+        let trial = match (untried, self.header_integer(headers::REPLAY_COUNT)) {
+            (true, 0) => Trial::First {
+                arrived: self.received_at,
+            },
+            (true, _) => Trial::Replayed,
+            (false, _) => Trial::Again,
+        };
         Incoming {
             body: &self.delivery.data,
             content_type: self
@@ -117,7 +123,7 @@ impl InboundRequest {
                 .as_ref()
                 .map(|c| c.as_str()),
             app_id: self.app_id(),
-            age_judged_at: first_attempt.then_some(self.received_at),
+            trial,
         }
     }
 }

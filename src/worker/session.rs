@@ -73,7 +73,8 @@ impl Session {
             .await
             .map_err(unopened)?;
         let channel = connection.create_channel().await.map_err(unopened)?;
-        // QoS before consuming, on every (re)connection: the prefetch window bounds memory.
+        // QoS before consuming, on every (re)connection: the prefetch window bounds the deliveries
+        // held (in count; in bytes only with the broker's max_message_size, see `worker`).
         channel
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await

@@ -17,7 +17,7 @@ use super::{
     suspects::Suspects,
 };
 use crate::{
-    amqp::{headers, nodes::Nodes},
+    amqp::{self, headers, nodes::Nodes},
     config::{AmqpSettings, WorkerSettings},
     health::Health,
     telemetry::Metrics,
@@ -111,7 +111,11 @@ impl Supervisor {
 
     /// One connection's life: open, consume until shutdown or loss, then drain or abandon.
     async fn session(&self, shutdown: &CancellationToken) -> SessionEnd {
-        let opened = Session::open(&self.amqp, &self.nodes, &self.retry_delays, shutdown).await;
+        // A node that stops answering mid-way (after the handshake) must not hold a shutdown.
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+            opened = Session::open(&self.amqp, &self.nodes, &self.retry_delays, shutdown) => opened,
+        };
         let mut session = match opened {
             Ok(session) => session,
             Err(end) => return end,
@@ -190,10 +194,17 @@ impl Supervisor {
     async fn drain(&self, session: Session, mut outstanding: Outstanding) {
         let consumer_tag = session.deliveries.tag();
         let options = BasicCancelOptions::default();
+        #[allow(
+            clippy::let_underscore_must_use,
+            reason = "a cancel fails only on a closed channel, which delivers nothing more either"
+        )]
         let _ = session.channel.basic_cancel(consumer_tag, options).await;
-        // The flush wait below comes out of the grace period, so the whole stop stays within
-        // it (orchestrators kill the process at their own deadline).
-        let within = self.shutdown_grace.saturating_sub(ACK_FLUSH);
+        // The flush wait and the closes below come out of the grace period, so the whole stop
+        // stays within it whatever the broker does (orchestrators kill the process at their
+        // own deadline).
+        let within = self
+            .shutdown_grace
+            .saturating_sub(ACK_FLUSH + amqp::CLOSE_TIMEOUT);
         let finished = async {
             while outstanding.tasks.join_next().await.is_some() {}
             outstanding.suspects.finish().await;
@@ -213,9 +224,17 @@ impl Supervisor {
         // milliseconds.
         tokio::time::sleep(ACK_FLUSH).await;
         session.ended.cancel();
-        session.publisher.close().await;
-        let _ = session.channel.close(200, "shutdown".into()).await;
-        let _ = session.connection.close(200, "shutdown".into()).await;
+        let closes = async {
+            session.publisher.close().await;
+            amqp::close_within(session.channel.close(200, "shutdown".into())).await;
+            amqp::close_within(session.connection.close(200, "shutdown".into())).await;
+        };
+        if tokio::time::timeout(amqp::CLOSE_TIMEOUT, closes)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the broker did not answer the closes in time; dropped");
+        }
     }
 }
 
@@ -224,5 +243,5 @@ impl Supervisor {
 async fn abandon(session: Session, mut outstanding: Outstanding) {
     session.ended.cancel();
     outstanding.abort();
-    let _ = session.connection.close(320, "reconnecting".into()).await;
+    amqp::close_within(session.connection.close(320, "reconnecting".into())).await;
 }

@@ -78,7 +78,7 @@ async fn try_one_at_a_time(
     mut batch: Vec<Suspect>,
     cancel: CancellationToken,
 ) {
-    let pool = handler.processor().pool();
+    let pool = handler.pool();
     let ids: Vec<&str> = batch
         .iter()
         .map(|(request, _)| request.identity.transaction_id.as_str())

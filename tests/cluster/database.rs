@@ -19,7 +19,7 @@ async fn serial_the_postgresql_primary_killed_mid_stream_and_the_standby_promote
     env.admin_db =
         "host=127.0.0.1,127.0.0.1 port=5433,5434 user=postgres target_session_attrs=read-write"
             .into();
-    let broker_url = format!("amqp://guest:guest@127.0.0.1:5672/{}", env.vhost);
+    let broker_url = amqp_url("guest:guest", &env.vhost);
     publish_stream(&env, &broker_url).await;
     env.spawn_app().await;
     let addr = env.http.unwrap();

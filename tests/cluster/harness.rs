@@ -98,8 +98,8 @@ impl ClusterEnv {
 
     /// The node (1-3) the worker at `addr`, given `worker_nodes`, consumes from.
     pub async fn consuming_node(addr: SocketAddr, worker_nodes: &[usize]) -> usize {
-        for (index, node) in worker_nodes.iter().enumerate() {
-            let sample = format!("prereg_sync_broker_node{{index=\"{index}\"}}");
+        for (position, node) in worker_nodes.iter().enumerate() {
+            let sample = format!("prereg_sync_broker_node{{index=\"{}\"}}", position + 1);
             if metric_at(addr, &sample).await == 1.0 {
                 return *node;
             }
@@ -131,10 +131,14 @@ impl ClusterEnv {
 }
 
 impl Drop for ClusterEnv {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         // Whatever the test left down comes back for the next one.
         let _ = Command::new(script_path("cluster")).arg("up").output();
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["-n", "c1@localhost", "delete_vhost", &self.env.vhost])
             .output();
     }
@@ -175,6 +179,10 @@ pub async fn publish_stream(env: &TestEnv, publish_url: &str) {
         .await
         .unwrap();
     broker.publish_stream(&ids, 1, REPLIES).await;
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the test's figures are taken; a connection the broker closed first changes nothing"
+    )]
     let _ = broker.connection.close(200, "".into()).await;
 }
 
@@ -301,6 +309,10 @@ pub async fn check_stream(env: &TestEnv, url: &str, test: &str, recovery: &Recov
     )
     .await;
     assert_eq!(broker.depth(DLQ).await, 0, "nothing dead-lettered");
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the test's figures are taken; a connection the broker closed first changes nothing"
+    )]
     let _ = broker.connection.close(200, "".into()).await;
     println!(
         "RESULT {test}: recovery {:.2}s (longest stall {:.2}s), answered {}, replies {}, \

@@ -9,6 +9,10 @@
 //! a time (`node_list` needs no cluster and runs with the parallel tests). Each brings the cluster (and the standby pair) up itself if they
 //! are not, so a test can also run on its own:
 //! `cargo test --all-features --test cluster serial_… -- --test-threads=1 --nocapture`.
+#![allow(
+    clippy::print_stdout,
+    reason = "the measured figures, printed beside the result (--nocapture)"
+)]
 
 mod broker;
 mod database;

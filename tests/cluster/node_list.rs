@@ -14,12 +14,12 @@ async fn a_dead_node_in_amqp_url_is_passed_over_by_the_worker_and_the_commands()
     env.vars.insert("AMQP_URL".into(), format!("{dead},{live}"));
     env.spawn_app().await;
     assert_eq!(
-        env.metric("prereg_sync_broker_node{index=\"1\"}").await,
+        env.metric("prereg_sync_broker_node{index=\"2\"}").await,
         1.0,
-        "consuming from the live node"
+        "consuming from the live node, the second of the list (numbered from 1, as in the logs)"
     );
     assert_eq!(
-        env.metric("prereg_sync_broker_node{index=\"0\"}").await,
+        env.metric("prereg_sync_broker_node{index=\"1\"}").await,
         0.0
     );
 

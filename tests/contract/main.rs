@@ -9,12 +9,14 @@ use amqprs::{
     channel::{BasicGetArguments, BasicPublishArguments, Channel, QueueDeclareArguments},
     connection::{Connection, OpenConnectionArguments},
 };
-use support::{TestEnv, check_reply_body, prids, rabbitmqctl};
+use support::{TestEnv, check_reply_body, prids, rabbitmq_addr, rabbitmqctl};
 
 async fn open(vhost: &str) -> (Connection, Channel) {
-    let args = OpenConnectionArguments::new("127.0.0.1", 5672, "guest", "guest")
-        .virtual_host(vhost)
-        .finish();
+    let broker = rabbitmq_addr();
+    let args =
+        OpenConnectionArguments::new(&broker.ip().to_string(), broker.port(), "guest", "guest")
+            .virtual_host(vhost)
+            .finish();
     let connection = Connection::open(&args).await.expect("amqprs connects");
     let channel = connection.open_channel(None).await.unwrap();
     (connection, channel)

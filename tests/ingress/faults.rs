@@ -101,7 +101,7 @@ async fn with_the_worker_stopped_a_request_is_queued_then_stored_when_it_returns
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_unreachable_the_answer_is_503_and_nothing_is_queued() {
     let keys = Keys::new();
-    let proxy = Proxy::start(RABBITMQ.parse().unwrap(), true).await;
+    let proxy = Proxy::start(rabbitmq_addr(), true).await;
     let mut env = ingress_env(&keys, &[("PREREG_SYNC__AMQP__PUBLISH_TIMEOUT", "5s")]);
     let via_proxy = format!(
         "amqp://guest:guest@127.0.0.1:{}/{}",
@@ -210,7 +210,7 @@ async fn an_ingress_killed_with_500_requests_in_flight_loses_none_it_acknowledge
     )
     .await;
     must(std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]));
-    let _ = child.wait();
+    child.wait().expect("the killed ingress is reaped");
     for request in requests {
         request.await.unwrap();
     }
@@ -372,7 +372,12 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
     )
     .await;
     drop(sender);
-    let _ = stalled.await;
+    // Its body complete at last, it is queued like the second (no waiter slot free).
+    let stalled = stalled
+        .await
+        .unwrap()
+        .expect("the stalled request is answered");
+    assert_eq!(stalled.status(), 202);
     terminate(&child);
     let (status, _, _) = waiting.await.unwrap();
     assert_eq!(status, 202);

@@ -1,37 +1,17 @@
-//! Faults that stop a shared service. `scripts/test` runs this binary alone, after every
-//! parallel test, with one test thread: nothing else may be using PostgreSQL meanwhile.
+//! Faults that stop a shared service (the tests' PostgreSQL and RabbitMQ, see
+//! `support::postgres_service`). `scripts/test` runs this binary alone, after every parallel
+//! test, with one test thread: nothing else may be using PostgreSQL meanwhile.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use support::*;
-
-fn cluster(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a Debian PostgreSQL cluster")
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a PostgreSQL version directory");
-    let mut cmd = Command::new("pg_ctlcluster");
-    cmd.args(["--skip-systemctl-redirect", &version, "main", action]);
-    if action == "stop" {
-        cmd.args(["-m", "fast"]);
-    }
-    must(&mut cmd);
-}
 
 /// Makes sure the shared cluster is running again even if an assertion fails mid-test.
 struct Restart;
 impl Drop for Restart {
     fn drop(&mut self) {
-        let ready = Command::new("pg_isready")
-            .args(["-q", "-h", "127.0.0.1"])
-            .status();
-        if !ready.is_ok_and(|s| s.success()) {
-            cluster("start");
+        if !postgres_ready() {
+            postgres_service("start");
         }
     }
 }
@@ -58,7 +38,7 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
         },
     )
     .await;
-    cluster("stop");
+    postgres_service("stop");
     let stopped = Instant::now();
     let mut saw_not_ready = false;
     while stopped.elapsed() < Duration::from_secs(15) {
@@ -70,7 +50,7 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
         "readiness went false while PostgreSQL was down"
     );
     assert_eq!(broker.depth(DLQ).await, 0, "an outage dead-letters nothing");
-    cluster("start");
+    postgres_service("start");
 
     let got = broker.get_n(&replies, 200, Duration::from_secs(120)).await;
     env.wait_ready(Duration::from_secs(30)).await;
@@ -108,8 +88,12 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
 /// Makes sure the shared broker runs again even if an assertion fails mid-test.
 struct StartBroker;
 impl Drop for StartBroker {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = rabbitmqctl_command().arg("start_app").status();
     }
 }
 

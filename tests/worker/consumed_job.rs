@@ -1,4 +1,4 @@
-//! The consumed-status job issue's acceptance tests, on real PostgreSQL, through the real
+//! The consumed-status job, on real PostgreSQL, through the real
 //! binary (`prereg-sync consumed-job run`).
 
 use std::{process::Stdio, time::Duration};
@@ -207,6 +207,10 @@ async fn assert_second_run_and_history(env: &TestEnv) {
     assert_eq!(runs[1]["status"], "SUCCESS");
     assert_eq!(runs[1]["moved"], 8);
     assert_eq!(runs[1]["not_found"], 1);
+    for time in [&runs[1]["started_at"], &runs[1]["finished_at"]] {
+        let time = time.as_str().unwrap();
+        assert!(time.ends_with('Z'), "a UTC time says so: {time}");
+    }
     assert_eq!(
         env.count("SELECT count(*) FROM prereg.sync_audit WHERE event = 'CONSUMED_JOB_RUN'")
             .await,

@@ -1,4 +1,4 @@
-//! The failure-handling issue's acceptance tests: each injects a real fault (a lock held by the
+//! Failure handling: each test injects a real fault (a lock held by the
 //! test, a cut TCP proxy in front of PostgreSQL, broker connections closed by rabbitmqctl, a
 //! crashing process, competing workers, services not yet up) and then proves nothing was lost
 //! and nothing stored twice.
@@ -55,11 +55,11 @@ async fn a_transient_failure_succeeds_through_retries() {
             .await,
         1.0
     );
-    assert_eq!(
-        env.metric("prereg_sync_messages_total{outcome=\"stored\"}")
-            .await,
-        1.0
-    );
+    // The outcome is counted once the ack is sent, which is after the reply.
+    let stored = "prereg_sync_messages_total{outcome=\"stored\"}";
+    env.wait_for_metric(stored, 1.0, Duration::from_secs(10))
+        .await;
+    assert_eq!(env.metric(stored).await, 1.0);
     assert_eq!(env.rows("processed_prereg_list").await, 2);
     assert_eq!(broker.depth(DLQ).await, 0);
     env.stop_app().await;
@@ -158,7 +158,7 @@ fn outage() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_holds_messages_and_loses_none() {
-    let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
+    let pg = Proxy::start(postgres_addr(), true).await;
     let mut env = TestEnv::new();
     env.database_via(pg.port());
     env.spawn_app().await;
@@ -429,8 +429,8 @@ async fn competing_workers_store_each_transaction_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_started_before_its_services_waits_for_them() {
-    let pg = Proxy::start(POSTGRES.parse().unwrap(), false).await;
-    let mq = Proxy::start(RABBITMQ.parse().unwrap(), false).await;
+    let pg = Proxy::start(postgres_addr(), false).await;
+    let mq = Proxy::start(rabbitmq_addr(), false).await;
     let mut env = TestEnv::new();
     env.database_via(pg.port());
     env.vars.insert(

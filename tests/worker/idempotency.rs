@@ -1,4 +1,4 @@
-//! Acceptance 4: the same transaction three times writes once and answers three times
+//! The same transaction three times writes once and answers three times
 //! identically; the same ID with another body is a conflict.
 
 use std::time::Duration;
@@ -14,12 +14,19 @@ async fn duplicates_write_once_and_get_identical_replies() {
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     let body = request_body(&ids[..3]);
-    for _ in 0..3 {
+    for sent in 1..=3 {
         broker
             .publish(&body, properties("tx-dup", Some(&replies)))
             .await;
-        // Sequential, so the second and third are duplicates of a committed transaction.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Sequential, so the second and third are duplicates of a committed transaction: each
+        // is sent once the one before it is answered (a reply follows the commit).
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            "a request of tx-dup never answered",
+            async || broker.depth(&replies).await >= sent,
+        )
+        .await;
     }
     let got = broker.get_n(&replies, 3, Duration::from_secs(30)).await;
     assert!(

@@ -1,7 +1,7 @@
 //! The documented least-privilege RabbitMQ permissions and PostgreSQL role (sql/roles/) are
 //! enough for the worker's full store-and-reply flow and for the consumed-status job.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use support::*;
 
@@ -10,15 +10,19 @@ const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";
 const WRITE: &str = r"^(amq\.default|prereg\.reverse-sync(\..+)?)$";
 const READ: &str = r"^prereg\.reverse-sync(\..+)?$";
 
-struct Cleanup {
+pub(crate) struct Cleanup {
     user: String,
     role: String,
     database: String,
 }
 
 impl Drop for Cleanup {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])
             .output();
         let sql = format!("DROP OWNED BY {0}; ", self.role);
@@ -33,7 +37,7 @@ impl Drop for Cleanup {
 /// Creates the documented RabbitMQ user and PostgreSQL role (the database migrated) and points
 /// the worker at them, with no migration or creation of its own; both are removed when the
 /// returned guard is dropped.
-fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
+pub(crate) fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
     // The guard first: whatever is made below is removed even if a step fails.
     let cleanup = Cleanup {
         user: format!("prs-lp-{}", env.id),
@@ -62,14 +66,11 @@ fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
     ]));
     env.vars.insert(
         "AMQP_URL".into(),
-        format!("amqp://{user}:lp-password@127.0.0.1:5672/{}", env.vhost),
+        amqp_url(&format!("{user}:lp-password"), &env.vhost),
     );
     env.vars.insert(
         "DATABASE_URL".into(),
-        format!(
-            "postgres://{role}:lp-password@127.0.0.1:5432/{}",
-            env.database
-        ),
+        postgres_url(&format!("{role}:lp-password"), &env.database),
     );
     env.vars.insert(
         "PREREG_SYNC__DATABASE__MIGRATE_ON_START".into(),
@@ -89,7 +90,7 @@ async fn the_least_privilege_roles_run_the_worker() {
     let _cleanup = restrict_to_least_privilege(&mut env);
     env.spawn_app().await;
 
-    // The worker issue's acceptance 1, under the restricted roles.
+    // Requests stored and answered, under the restricted roles.
     let ids = prids(3);
     env.seed_applications(&ids).await;
     let broker = env.broker().await; // the test's own client is guest

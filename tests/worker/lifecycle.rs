@@ -1,4 +1,4 @@
-//! Acceptance 5 and 6: the real binary killed with SIGKILL, and stopped with SIGTERM, in the
+//! The real binary killed with SIGKILL, and stopped with SIGTERM, in the
 //! middle of a 1,000-request stream. Afterwards nothing is lost, nothing stored twice, and
 //! nothing left unacked.
 

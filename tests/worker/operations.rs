@@ -1,4 +1,4 @@
-//! The operations issue's acceptance tests: `/metrics` counts what happened, `/readyz` follows
+//! Operating the worker: `/metrics` counts what happened, `/readyz` follows
 //! the database, and the `dlq` commands (run as the real binary) list, replay, delete and
 //! archive without losing a message.
 
@@ -22,7 +22,11 @@ use support::*;
 /// Publishes `n` requests whose PRIDs have no application (PRG_DATA_SYNC_011) and `m` with a
 /// wrong version (PRG_PAM_CORE_002), waits until all are dead-lettered; returns the PRIDs of
 /// the first kind by transaction ID.
-async fn dead_letter_some(broker: &Broker, n: usize, m: usize) -> HashMap<String, Vec<String>> {
+pub(crate) async fn dead_letter_some(
+    broker: &Broker,
+    n: usize,
+    m: usize,
+) -> HashMap<String, Vec<String>> {
     let mut unknown = HashMap::new();
     for i in 0..n {
         let ids = prids(2);
@@ -53,6 +57,21 @@ async fn dead_letter_some(broker: &Broker, n: usize, m: usize) -> HashMap<String
     )
     .await;
     unknown
+}
+
+/// A worker dead-letters `n` requests with unknown PRIDs and `m` with a wrong version (as
+/// [`dead_letter_some`]) and is stopped: the queue the `dlq` commands then work on alone.
+pub(crate) async fn dead_letters_of_a_stopped_worker(
+    env: &mut TestEnv,
+    n: usize,
+    m: usize,
+) -> (Broker, HashMap<String, Vec<String>>) {
+    env.spawn_app().await;
+    let broker = env.broker().await;
+    broker.reply_queue("rp.replies").await;
+    let unknown = dead_letter_some(&broker, n, m).await;
+    env.stop_app().await;
+    (broker, unknown)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +218,7 @@ fn assert_no_identifier_in_labels(scrape: &Scrape, ids: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_liveness_stays() {
-    let pg = Proxy::start(POSTGRES.parse().unwrap(), true).await;
+    let pg = Proxy::start(postgres_addr(), true).await;
     let mut env = TestEnv::new();
     env.database_via(pg.port());
     env.spawn_app().await;
@@ -249,11 +268,7 @@ async fn readiness_follows_the_database_and_liveness_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_filters_groups_and_hides_prids() {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&broker, 3, 2).await;
-    env.stop_app().await;
+    let (broker, unknown) = dead_letters_of_a_stopped_worker(&mut env, 3, 2).await;
 
     let table = env.cli_ok(&["dlq", "list"]);
     assert!(
@@ -392,11 +407,8 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_killed_midway_loses_nothing() {
     let mut env = TestEnv::new();
-    env.spawn_app().await;
-    let broker = env.broker().await;
-    broker.reply_queue("rp.replies").await;
-    let unknown = dead_letter_some(&broker, 60, 0).await;
-    env.stop_app().await; // replayed messages stay in the request queue for counting
+    // Stopped: replayed messages stay in the request queue for counting.
+    let (broker, unknown) = dead_letters_of_a_stopped_worker(&mut env, 60, 0).await;
 
     let mut child = env
         .command()

@@ -54,6 +54,8 @@ async fn the_fixture_day_reports_its_known_figures() {
             "duplicates": 2,
             "rejected": {"PRG_DATA_SYNC_011": 1, "PRG_PAM_CORE_002": 2},
             "dead_lettered": {"PRG_DATA_SYNC_012": 1, "PRS_REPLY_UNDELIVERED": 1},
+            // Every rejection and every dead-lettering put a copy into the DLQ.
+            "to_dead_letter_queue": 5,
             "prids_stored": 6,
             "replays": 2,
             "consumed_job_runs": {"PARTIAL": 1, "SUCCESS": 1},
@@ -72,9 +74,9 @@ async fn the_fixture_day_reports_its_known_figures() {
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
-            "2026-11-19: requests=1 stored=0 duplicates=0 rejected=1 (PRG_PAM_CORE_001=1) dead_lettered=0 prids_stored=0 replays=0 consumed_job_runs=0 rows_moved=0",
-            "2026-11-20: requests=9 stored=3 duplicates=2 rejected=3 (PRG_DATA_SYNC_011=1 PRG_PAM_CORE_002=2) dead_lettered=2 (PRG_DATA_SYNC_012=1 PRS_REPLY_UNDELIVERED=1) prids_stored=6 replays=2 consumed_job_runs=2 (PARTIAL=1 SUCCESS=1) rows_moved=7",
-            "2026-11-21: requests=1 stored=1 duplicates=0 rejected=0 dead_lettered=0 prids_stored=4 replays=0 consumed_job_runs=1 (NOTHING_TO_DO=1) rows_moved=0",
+            "2026-11-19: requests=1 stored=0 duplicates=0 rejected=1 (PRG_PAM_CORE_001=1) dead_lettered=0 to_dlq=1 prids_stored=0 replays=0 consumed_job_runs=0 rows_moved=0",
+            "2026-11-20: requests=9 stored=3 duplicates=2 rejected=3 (PRG_DATA_SYNC_011=1 PRG_PAM_CORE_002=2) dead_lettered=2 (PRG_DATA_SYNC_012=1 PRS_REPLY_UNDELIVERED=1) to_dlq=5 prids_stored=6 replays=2 consumed_job_runs=2 (PARTIAL=1 SUCCESS=1) rows_moved=7",
+            "2026-11-21: requests=1 stored=1 duplicates=0 rejected=0 dead_lettered=0 to_dlq=0 prids_stored=4 replays=0 consumed_job_runs=1 (NOTHING_TO_DO=1) rows_moved=0",
         ]
     );
 }

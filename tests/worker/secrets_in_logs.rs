@@ -1,5 +1,5 @@
-//! Acceptance 7: at the most verbose log level, no PRID, body or password reaches the logs or
-//! the audit table.
+//! At the most verbose log level, no PRID, body or password reaches the logs (in any encoding:
+//! text, byte arrays, hex, base64) or the audit table.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -22,14 +22,11 @@ impl Credentials {
         rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
         env.vars.insert(
             "AMQP_URL".into(),
-            format!("amqp://{user}:{password}@127.0.0.1:5672/{}", env.vhost),
+            amqp_url(&format!("{user}:{password}"), &env.vhost),
         );
         env.vars.insert(
             "DATABASE_URL".into(),
-            format!(
-                "postgres://postgres:{pg_password}@127.0.0.1:5432/{}",
-                env.database
-            ),
+            postgres_url(&format!("postgres:{pg_password}"), &env.database),
         );
         Credentials {
             user,
@@ -50,8 +47,12 @@ impl Credentials {
 }
 
 impl Drop for Credentials {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_user", &self.user])
             .output();
     }
@@ -102,10 +103,23 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
     broker
         .get_n(&replies, cases.len(), Duration::from_secs(30))
         .await;
+    // A reply to a queue that does not exist comes back from the broker, body and all.
+    broker
+        .publish(
+            &request_body(&ids[..1]),
+            properties("tx-e", Some("rp.nowhere")),
+        )
+        .await;
+    env.wait_for_count(
+        "SELECT count(*) FROM prereg.sync_audit WHERE event = 'REPLY_UNROUTABLE'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     terminate(&worker);
     assert!(worker.wait().unwrap().success());
 
-    let logs = std::fs::read_to_string(&log).unwrap();
+    let logs = with_decoded_payloads(&std::fs::read_to_string(&log).unwrap());
     assert!(logs.contains("DEBUG"), "verbose logging produced output");
     assert!(logs.contains("tx-a"), "transaction IDs are logged");
     for prid in &ids {
@@ -133,6 +147,42 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
             "a PRID in the audit trail"
         );
     }
+}
+
+/// The logs, followed by every byte array (`[123, 34, …]`), hex run and base64 run in them
+/// decoded as text: a body logged in any of these encodings shows up in plain text.
+fn with_decoded_payloads(logs: &str) -> String {
+    use base64::Engine;
+    let mut all = logs.to_owned();
+    let arrays = regex::Regex::new(r"\[(\d{1,3}(?:, ?\d{1,3}){7,})\]").unwrap();
+    for array in arrays.captures_iter(logs) {
+        let bytes: Vec<u8> = array[1]
+            .split(',')
+            .filter_map(|b| b.trim().parse().ok())
+            .collect();
+        all.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    for run in regex::Regex::new(r"[0-9a-fA-F]{16,}")
+        .unwrap()
+        .find_iter(logs)
+    {
+        if let Ok(bytes) = hex::decode(run.as_str()) {
+            all.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    for run in regex::Regex::new(r"[A-Za-z0-9+/]{16,}={0,2}")
+        .unwrap()
+        .find_iter(logs)
+    {
+        for offset in 0..4 {
+            let text = &run.as_str()[offset.min(run.len())..];
+            let text = &text[..text.len() / 4 * 4];
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) {
+                all.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    all
 }
 
 /// The security issue's secret-leak test: a configured password never appears in logs, error
@@ -174,7 +224,7 @@ fn assert_no_password_in_errors(env: &TestEnv, credentials: &Credentials) {
     let mut wrong = env.vars.clone();
     wrong.insert(
         "AMQP_URL".into(),
-        format!("amqp://{user}:{password}x@127.0.0.1:5672/{}", env.vhost),
+        amqp_url(&format!("{user}:{password}x"), &env.vhost),
     );
     wrong.insert(
         "DATABASE_URL".into(),

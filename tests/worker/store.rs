@@ -1,4 +1,4 @@
-//! Acceptance 1 and 3 of the worker issue: stored PRIDs, column values, replies.
+//! Storing a request: stored PRIDs, column values, replies.
 
 use std::time::Duration;
 

@@ -75,6 +75,10 @@ impl Pki {
 }
 
 impl Drop for Pki {
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
+    )]
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -110,6 +114,10 @@ async fn tls_proxy(acceptor: TlsAcceptor, upstream: SocketAddr, postgres: bool) 
                 let Ok(mut server) = TcpStream::connect(upstream).await else {
                     return;
                 };
+                #[allow(
+                    clippy::let_underscore_must_use,
+                    reason = "the proxied connection ends when either side closes it, however it ends"
+                )]
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
             });
         }
@@ -121,8 +129,8 @@ async fn tls_proxy(acceptor: TlsAcceptor, upstream: SocketAddr, postgres: bool) 
 async fn the_worker_speaks_tls_to_both_services_and_refuses_a_wrong_ca() {
     let mut env = TestEnv::new();
     let pki = pki(&env.id);
-    let amqps = tls_proxy(pki.acceptor(), RABBITMQ.parse().unwrap(), false).await;
-    let pgs = tls_proxy(pki.acceptor(), POSTGRES.parse().unwrap(), true).await;
+    let amqps = tls_proxy(pki.acceptor(), rabbitmq_addr(), false).await;
+    let pgs = tls_proxy(pki.acceptor(), postgres_addr(), true).await;
     let ca = pki.ca.to_str().unwrap().to_owned();
     env.vars.insert(
         "AMQP_URL".into(),

@@ -10,7 +10,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
-use crate::message::{ReplyKind, TransactionId, envelope::parse_request_time, format_timestamp};
+use crate::message::{Identity, ReplyKind, envelope::parse_request_time, format_timestamp};
 
 /// The whole header table the worker sends stays within this, far below `frame_max`.
 pub(crate) const HEADER_BUDGET: usize = 16 * 1024;
@@ -26,9 +26,14 @@ pub(crate) const RETRY_COUNT: &str = "retry-count";
 pub(crate) const FIRST_FAILURE_TIME: &str = "x-first-failure-time";
 pub(crate) const TRANSACTION_ID: &str = "x-transaction-id";
 pub(crate) const REPLAY_COUNT: &str = "x-replay-count";
+/// When the last replay happened; `x-first-failure-time` stays as it was.
+pub(crate) const REPLAY_TIME: &str = "x-replay-time";
 pub(crate) const DELIVERY_COUNT: &str = "x-delivery-count";
 /// The request's `expiration`, kept as a header: a copy the worker publishes never expires.
 pub(crate) const ORIGINAL_EXPIRATION: &str = "x-original-expiration";
+/// The request's `user_id`, kept as a header: the broker refuses (406) a publish whose
+/// `user_id` is not the publishing connection's user, so no copy carries the property.
+pub(crate) const ORIGINAL_USER_ID: &str = "x-original-user-id";
 /// How many incoming headers did not fit within [`HEADER_BUDGET`] and were left out.
 const DROPPED_HEADERS: &str = "x-dropped-headers";
 /// prereg-sync's own carry-over of the broker's `x-death` counts when `dlq` tools move a
@@ -43,14 +48,19 @@ fn is_broker_owned(key: &str) -> bool {
         || key.starts_with("x-last-death-")
 }
 
-/// Headers describing a failure, removed by a replay.
-pub(crate) const FAILURE_HEADERS: [&str; 6] = [
+/// Sender-selected distribution: the broker also routes a message to every queue these name.
+/// A copy must go where the worker sends it and nowhere else, so they never travel on one.
+fn is_sender_routing(key: &str) -> bool {
+    key.eq_ignore_ascii_case("CC") || key.eq_ignore_ascii_case("BCC")
+}
+
+/// Headers describing a failure, removed by a replay (which keeps `x-first-failure-time`).
+pub(crate) const FAILURE_HEADERS: [&str; 5] = [
     ERROR_CODE,
     EXCEPTION_MESSAGE,
     ORIGINAL_EXCHANGE,
     ORIGINAL_ROUTING_KEY,
     RETRY_COUNT,
-    FIRST_FAILURE_TIME,
 ];
 
 /// An integer header of any AMQP integer width (brokers and clients differ).
@@ -82,23 +92,38 @@ pub(crate) fn long_string(value: &str) -> AMQPValue {
 
 /// Properties of a reply: `correlation_id` echoed (else the transaction ID), a deterministic
 /// `message_id` so consumers can de-duplicate, persistent, typed, and the transaction header.
+/// A request whose `message_id` is no transaction ID is answered under that `message_id` as
+/// sent, never under the body-derived ID (which may be another request's transaction).
 pub(crate) fn reply_properties(
-    transaction_id: &TransactionId,
+    identity: &Identity,
     correlation_id: Option<&ShortString>,
     kind: ReplyKind,
 ) -> BasicProperties {
+    let name = identity
+        .unusable_message_id
+        .as_deref()
+        .unwrap_or(identity.transaction_id.as_str());
     let mut headers = FieldTable::default();
-    headers.insert(TRANSACTION_ID.into(), long_string(transaction_id.as_str()));
-    let correlation = correlation_id
-        .cloned()
-        .unwrap_or_else(|| transaction_id.as_str().into());
+    headers.insert(TRANSACTION_ID.into(), long_string(name));
+    let correlation = correlation_id.cloned().unwrap_or_else(|| name.into());
     BasicProperties::default()
         .with_correlation_id(correlation)
-        .with_message_id(format!("{transaction_id}.{}", kind.as_str()).into())
+        .with_message_id(reply_message_id(name, kind).into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_type(kind.as_str().into())
         .with_headers(headers)
+}
+
+/// `<name>.<kind>`, cut to the 255 bytes of an AMQP short string (an unusable `message_id` can
+/// be that long already).
+fn reply_message_id(name: &str, kind: ReplyKind) -> String {
+    let suffix = format!(".{}", kind.as_str());
+    let mut end = name.len().min(255 - suffix.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &name[..end])
 }
 
 /// Why a request is being republished (delayed retry or dead-letter copy).
@@ -151,13 +176,15 @@ pub(crate) fn failure_properties(
     republished(original, ours, is_broker_owned)
 }
 
-/// The request's properties for a replay: failure and broker headers removed, the replay
-/// counter incremented.
-pub(crate) fn replay_properties(original: &BasicProperties) -> BasicProperties {
+/// The request's properties for a replay: failure and broker headers removed (but for
+/// `x-first-failure-time`, so that a request failing again still shows when it first failed),
+/// the replay counter incremented and the replay's time set.
+pub(crate) fn replay_properties(original: &BasicProperties, now: DateTime<Utc>) -> BasicProperties {
     let old = original.headers().as_ref();
     let replays = integer(old, REPLAY_COUNT).unwrap_or(0) + 1;
     let mut ours = FieldTable::default();
     ours.insert(REPLAY_COUNT.into(), AMQPValue::LongLongInt(replays));
+    ours.insert(REPLAY_TIME.into(), long_string(&format_timestamp(now)));
     republished(original, ours, |key| {
         is_broker_owned(key)
             || FAILURE_HEADERS.contains(&key)
@@ -182,7 +209,8 @@ pub(crate) fn without_broker_headers(original: &BasicProperties) -> BasicPropert
 /// queues): the original properties, made persistent whatever the publisher asked (a transient
 /// copy would not survive a broker restart), without `expiration` (a dead letter must not expire
 /// in a queue that has nowhere to dead-letter it; the value is kept in
-/// [`ORIGINAL_EXPIRATION`]), with `ours` merged over the original headers within the budget.
+/// [`ORIGINAL_EXPIRATION`]), without `user_id` (kept in [`ORIGINAL_USER_ID`]) and without
+/// `CC`/`BCC`, with `ours` merged over the original headers within the budget.
 fn republished(
     original: &BasicProperties,
     mut ours: FieldTable,
@@ -191,8 +219,14 @@ fn republished(
     if let Some(expiration) = original.expiration() {
         ours.insert(ORIGINAL_EXPIRATION.into(), long_string(expiration.as_str()));
     }
-    let headers = merge_within_budget(original.headers().as_ref(), ours, drop);
-    // lapin can set a property but not unset one: rebuild from everything but `expiration`.
+    if let Some(user_id) = original.user_id() {
+        ours.insert(ORIGINAL_USER_ID.into(), long_string(user_id.as_str()));
+    }
+    let headers = merge_within_budget(original.headers().as_ref(), ours, |key| {
+        is_sender_routing(key) || drop(key)
+    });
+    // lapin can set a property but not unset one: rebuild from everything but `expiration` and
+    // `user_id`.
     let mut copy = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers);
@@ -207,7 +241,6 @@ fn republished(
         (o.reply_to(), BasicProperties::with_reply_to),
         (o.message_id(), BasicProperties::with_message_id),
         (o.kind(), BasicProperties::with_type),
-        (o.user_id(), BasicProperties::with_user_id),
         (o.app_id(), BasicProperties::with_app_id),
         (o.cluster_id(), BasicProperties::with_cluster_id),
     ];

@@ -78,21 +78,35 @@ fn header_table_stays_within_budget() {
 }
 
 #[test]
-fn every_copy_is_persistent_and_never_expires() {
-    let original = with_headers(&[("custom", long_string("kept"))])
-        .with_delivery_mode(1)
-        .with_expiration("60000".into())
-        .with_app_id("rp-1".into())
-        .with_priority(3);
+fn every_copy_is_persistent_never_expires_and_goes_nowhere_else() {
+    let original = with_headers(&[
+        ("custom", long_string("kept")),
+        (
+            "CC",
+            AMQPValue::FieldArray(vec![long_string("victim")].into()),
+        ),
+        (
+            "BCC",
+            AMQPValue::FieldArray(vec![long_string("victim")].into()),
+        ),
+    ])
+    .with_delivery_mode(1)
+    .with_expiration("60000".into())
+    .with_user_id("rp-user".into())
+    .with_app_id("rp-1".into())
+    .with_priority(3);
     let copies = [
         failure_properties(&original, &failure("boom")),
-        replay_properties(&original),
+        replay_properties(&original, Utc::now()),
         without_broker_headers(&original),
     ];
     for copy in copies {
         assert_eq!(copy.delivery_mode(), &Some(2));
         assert_eq!(copy.expiration(), &None);
+        assert_eq!(copy.user_id(), &None);
         let headers = copy.headers().as_ref();
+        assert!(!headers.unwrap().contains_key("CC") && !headers.unwrap().contains_key("BCC"));
+        assert_eq!(string(headers, ORIGINAL_USER_ID), Some("rp-user"));
         assert_eq!(string(headers, ORIGINAL_EXPIRATION), Some("60000"));
         assert_eq!(string(headers, "custom"), Some("kept"));
         assert_eq!(copy.app_id().as_ref().unwrap().as_str(), "rp-1");
@@ -144,12 +158,18 @@ fn deeply_nested_and_numerous_headers_stay_within_budget() {
 #[test]
 fn replay_strips_failure_headers_and_counts() {
     let failed = failure_properties(&with_headers(&[]), &failure("boom"));
-    let replayed = replay_properties(&replay_properties(&failed));
+    let first_failure = string(failed.headers().as_ref(), FIRST_FAILURE_TIME).map(str::to_owned);
+    let replayed = replay_properties(&replay_properties(&failed, Utc::now()), Utc::now());
     let headers = replayed.headers().as_ref();
     assert_eq!(integer(headers, REPLAY_COUNT), Some(2));
     for key in FAILURE_HEADERS {
         assert!(!headers.unwrap().contains_key(key), "{key}");
     }
+    assert_eq!(
+        string(headers, FIRST_FAILURE_TIME).map(str::to_owned),
+        first_failure
+    );
+    assert!(string(headers, REPLAY_TIME).is_some());
     assert_eq!(string(headers, TRANSACTION_ID), Some("tx-1"));
 }
 
@@ -180,8 +200,7 @@ fn moving_within_the_dlq_carries_the_death_count_not_x_death() {
 
 #[test]
 fn reply_properties_follow_the_contract() {
-    let tx = TransactionId::parse("tx-9").unwrap();
-    let props = reply_properties(&tx, None, ReplyKind::Error);
+    let props = reply_properties(&Identity::of(Some("tx-9"), b"{}"), None, ReplyKind::Error);
     assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), "tx-9");
     assert_eq!(props.message_id().as_ref().unwrap().as_str(), "tx-9.error");
     assert_eq!(props.kind().as_ref().unwrap().as_str(), "error");
@@ -190,4 +209,19 @@ fn reply_properties_follow_the_contract() {
         string(props.headers().as_ref(), TRANSACTION_ID),
         Some("tx-9")
     );
+}
+
+#[test]
+fn a_reply_to_an_unusable_message_id_is_named_by_it() {
+    let sent = "x".repeat(250);
+    let identity = Identity::of(Some(&sent), b"{}");
+    let props = reply_properties(&identity, None, ReplyKind::Error);
+    assert_eq!(
+        string(props.headers().as_ref(), TRANSACTION_ID),
+        Some(sent.as_str())
+    );
+    assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), sent);
+    let message_id = props.message_id().as_ref().unwrap().as_str();
+    assert_eq!(message_id.len(), 255);
+    assert!(message_id.ends_with("xxx.error"));
 }

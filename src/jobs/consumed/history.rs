@@ -2,7 +2,7 @@
 //! and the list `consumed-job history` prints.
 
 use anyhow::Context;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::{Client, GenericClient};
 use serde::Serialize;
 
@@ -66,7 +66,7 @@ pub(super) async fn finish(
         event: AuditEvent::ConsumedJobRun,
         error_code: None,
     };
-    audit::write_with_outcome(client, &record, status).await?;
+    audit::write_with_outcome(client, &record, status, None).await?;
     Ok(())
 }
 
@@ -86,8 +86,8 @@ pub(crate) async fn history(
         .into_iter()
         .map(|row| RunRow {
             id: row.get(0),
-            started_at: row.get(1),
-            finished_at: row.get(2),
+            started_at: row.get::<_, NaiveDateTime>(1).and_utc(),
+            finished_at: row.get::<_, Option<NaiveDateTime>>(2).map(|t| t.and_utc()),
             status: row.get(3),
             triggered_by: row.get(4),
             selected: row.get(5),
@@ -102,8 +102,9 @@ pub(crate) async fn history(
 #[derive(Debug, Serialize)]
 pub(crate) struct RunRow {
     pub(crate) id: i64,
-    pub(crate) started_at: NaiveDateTime,
-    pub(crate) finished_at: Option<NaiveDateTime>,
+    /// UTC (the columns hold UTC without a zone); JSON shows it with its `Z`.
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
     pub(crate) status: String,
     pub(crate) triggered_by: String,
     pub(crate) selected: i32,

@@ -116,6 +116,11 @@ impl ConsumedJob {
         }
     }
 
+    /// Its scheduler waits for `next` (`None`: the schedule names no time to come).
+    pub(crate) fn scheduled_for(&self, next: Option<chrono::DateTime<chrono::Utc>>) {
+        self.metrics.consumed_job_scheduled(next);
+    }
+
     /// Shows the PRIDs handled on `progress` (`consumed-job run` on a terminal).
     pub(crate) fn with_progress(mut self, progress: Progress) -> ConsumedJob {
         self.progress = progress;

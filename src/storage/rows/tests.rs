@@ -5,10 +5,7 @@ use tokio_postgres::error::SqlState;
 
 use super::*;
 use crate::storage::{
-    Database,
-    batching::BatchHandler,
-    migrate,
-    transactions::{StoreOutcome, Stores},
+    Database, batching::BatchHandler, migrate, model::StoreOutcome, transactions::Stores,
 };
 
 fn new(id: &str, prids: &[&str], hour: u32) -> NewTransaction {
@@ -75,10 +72,14 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
     let newly = write(&tx, &stored, Method::Copy).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(newly, [("tx-a".into(), 1), ("tx-b".into(), 2)].into());
-    let processed = "SELECT prereg_id || ' ' || prereg_trn_id || ' ' || first_received_dtimes \
-                     FROM prereg.processed_prereg_list ORDER BY 1";
-    let receipts = "SELECT prereg_id || ' ' || received_dtimes \
-                    FROM prereg.intf_processed_prereg_list ORDER BY 1";
+    let processed = r#"
+        SELECT prereg_id || ' ' || prereg_trn_id || ' ' || first_received_dtimes
+        FROM prereg.processed_prereg_list ORDER BY 1
+    "#;
+    let receipts = r#"
+        SELECT prereg_id || ' ' || received_dtimes
+        FROM prereg.intf_processed_prereg_list ORDER BY 1
+    "#;
     assert_eq!(
         table(&client, processed).await,
         [
@@ -107,6 +108,10 @@ async fn copy_keeps_the_rows_insert_keeps_and_a_stored_prid_falls_back() {
         .await
         .unwrap();
     drop(admin);
+    #[allow(
+        clippy::let_underscore_must_use,
+        reason = "the connection's end once the client is dropped: its failures reached the statements"
+    )]
     let _ = driver.await;
 }
 
@@ -128,7 +133,7 @@ async fn a_stored_prid_falls_back(
         matches!(&refused, StorageError::Db(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION)),
         "{refused}"
     );
-    let answers = Stores(pool.clone()).handle(&again).await.unwrap();
+    let answers = Stores::new(pool.clone()).handle(&again).await.unwrap();
     assert_eq!(
         answers.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
         [StoreOutcome::Stored { newly_processed: 1 }]
@@ -147,8 +152,10 @@ async fn a_stored_prid_falls_back(
     // Both ways leave every row pending for the consumed-status job (its partial index).
     assert_eq!(
         count(
-            "SELECT count(*) FROM prereg.processed_prereg_list \
-             WHERE status_code = 'Consumed' AND status_comments = 'Processed by registration processor'"
+            r#"
+            SELECT count(*) FROM prereg.processed_prereg_list
+            WHERE status_code = 'Consumed' AND status_comments = 'Processed by registration processor'
+            "#
         )
         .await,
         4
@@ -164,7 +171,7 @@ async fn a_recorded_transaction_falls_back(
     processed: &str,
 ) {
     let batch = [new("tx-d", &["p5"], 12), new("tx-e", &["p6"], 12)];
-    let answers = Stores(pool.clone()).handle(&batch).await.unwrap();
+    let answers = Stores::new(pool.clone()).handle(&batch).await.unwrap();
     let answers: Vec<StoreOutcome> = answers.into_iter().map(Result::unwrap).collect();
     assert!(
         matches!(&answers[0], StoreOutcome::AlreadyRecorded(recorded) if recorded.reply_body == b"tx-d"),

@@ -8,6 +8,7 @@ mod reply;
 use std::sync::Arc;
 
 use backon::Retryable;
+use deadpool_postgres::Pool;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +17,7 @@ use super::request::{InboundRequest, ReplyToPolicy};
 use crate::{
     amqp::headers,
     config::AmqpSettings,
-    health::Health,
+    health::{self, Health},
     message::ErrorCode,
     processor::{Decision, Processor, Verdict},
     retry::{FailureClass, RetryPolicy},
@@ -28,6 +29,9 @@ use crate::{
 pub(super) struct Handler {
     amqp: Arc<AmqpSettings>,
     processor: Processor,
+    /// For what the worker asks the database outside a request's processing: whether it can
+    /// write, and the redelivered suspects' attempts.
+    pool: Pool,
     policy: RetryPolicy,
     reply_to: ReplyToPolicy,
     health: Health,
@@ -48,6 +52,7 @@ impl Handler {
         amqp: Arc<AmqpSettings>,
         policy: RetryPolicy,
         processor: Processor,
+        pool: Pool,
         health: Health,
         metrics: Metrics,
     ) -> Handler {
@@ -55,14 +60,15 @@ impl Handler {
             reply_to: ReplyToPolicy::new(&amqp),
             amqp,
             processor,
+            pool,
             policy,
             health,
             metrics,
         }
     }
 
-    pub(super) fn processor(&self) -> &Processor {
-        &self.processor
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Handles one request, holding its concurrency permit until done.
@@ -121,6 +127,10 @@ impl Handler {
             }
             Err(err) => {
                 // Permanent: a statement the database can never accept for this request.
+                if err.class() == FailureClass::Refused {
+                    self.metrics
+                        .database_refused(&request.identity.transaction_id, &err);
+                }
                 let message = err.to_string();
                 let answer = ErrorAnswer::ReplyUnlessStored;
                 self.dead_letter(&request, ErrorCode::StoreFailed, &message, answer, cancel)
@@ -147,8 +157,17 @@ impl Handler {
                 .when(|err: &StorageError| err.class() == FailureClass::Transient)
                 .notify(|err, delay| self.metrics.retrying_immediately(err, delay))
                 .await;
+            let outage = match &result {
+                Err(err) if err.class() == FailureClass::Refused => {
+                    // A lost grant is an outage; a row-level security policy refusing this
+                    // request's rows is the request's own (see `retry`).
+                    !health::can_write(&self.pool).await
+                }
+                Err(err) => err.class() == FailureClass::InfrastructureDown,
+                Ok(_) => false,
+            };
             match result {
-                Err(err) if err.class() == FailureClass::InfrastructureDown => {
+                Err(err) if outage => {
                     tracing::debug!(error = %err, "database unavailable; holding delivery");
                     self.health.report_database_down();
                     tokio::select! {

@@ -83,7 +83,7 @@ impl Handler {
             None => self.amqp.reply_queue.as_str(),
         };
         let reply_properties = headers::reply_properties(
-            &request.identity.transaction_id,
+            &request.identity,
             properties.correlation_id().as_ref(),
             reply.kind,
         );

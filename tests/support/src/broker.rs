@@ -15,7 +15,7 @@ use lapin::{
 };
 
 use crate::{
-    TestEnv, properties,
+    TestEnv, amqp_url, properties,
     reply::{check_reply, error_code, header_str},
     request_body,
 };
@@ -51,9 +51,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A client on `vhost` of the machine's broker.
+    /// A client on `vhost` of the tests' broker.
     pub async fn connect(vhost: &str) -> Broker {
-        Self::connect_url(&format!("amqp://guest:guest@127.0.0.1:5672/{vhost}")).await
+        Self::connect_url(&amqp_url("guest:guest", vhost)).await
     }
 
     /// A test-side client on any broker (a node of the test cluster).

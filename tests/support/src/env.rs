@@ -1,5 +1,5 @@
-//! One test's private vhost and database ([`TestEnv`]), the configuration that points the
-//! worker at them, and the command-line tools that make and remove them.
+//! One test's private vhost and database ([`TestEnv`]) and the configuration that points the
+//! worker at them.
 
 use std::{
     collections::HashMap,
@@ -10,7 +10,10 @@ use std::{
 
 use prereg_sync::config::Settings;
 
-use crate::app::RunningApp;
+use crate::{
+    app::RunningApp,
+    services::{amqp_url, postgres_addr, postgres_url, psql, rabbitmqctl, rabbitmqctl_command},
+};
 
 /// Runs a command and panics with its output if it fails: a missing service must fail the
 /// test loudly, never skip it.
@@ -25,17 +28,6 @@ pub fn must(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    must(Command::new("rabbitmqctl").args(args))
-}
-
-/// `psql` on the local server as the superuser, connected to `database`, quiet.
-pub fn psql(database: &str) -> Command {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-q"]);
-    cmd
 }
 
 /// The repository's root, where `config/` and `schemas/` are: this crate is its
@@ -64,7 +56,7 @@ pub struct TestEnv {
     /// `PREREG_SYNC__*` and URL variables that point the worker at this environment.
     pub vars: HashMap<String, String>,
     /// libpq-style connection settings (without `dbname`) of the test's own queries: the
-    /// local server, or a primary/standby pair in the cluster tests.
+    /// tests' server, or a primary/standby pair in the cluster tests.
     pub admin_db: String,
     /// The in-process worker's HTTP address, once it is started.
     pub http: Option<SocketAddr>,
@@ -87,14 +79,8 @@ impl TestEnv {
         rabbitmqctl(&["add_vhost", &vhost]);
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
         let mut vars: HashMap<String, String> = [
-            (
-                "AMQP_URL",
-                format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
-            ),
-            (
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{database}"),
-            ),
+            ("AMQP_URL", amqp_url("guest:guest", &vhost)),
+            ("DATABASE_URL", postgres_url("postgres", &database)),
             ("PREREG_SYNC__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
             ("PREREG_SYNC__RETRY__DELAYS", "1s,2s".to_owned()),
             ("PREREG_SYNC__RETRY__IMMEDIATE_MIN_DELAY", "20ms".to_owned()),
@@ -105,6 +91,9 @@ impl TestEnv {
             ("PREREG_SYNC__RETRY__OUTAGE_MAX_DELAY", "1s".to_owned()),
             ("PREREG_SYNC__AMQP__RECONNECT_MAX_DELAY", "1s".to_owned()),
             ("PREREG_SYNC__WORKER__SHUTDOWN_GRACE", "10s".to_owned()),
+            // The broker limit docs/operations.md asks a deployment to set, so the worker does
+            // not warn about its window at every start; no test sends a message over it.
+            ("PREREG_SYNC__AMQP__MAX_MESSAGE_SIZE", "2097152".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -117,7 +106,10 @@ impl TestEnv {
             vhost,
             database,
             vars,
-            admin_db: "host=127.0.0.1 user=postgres".to_owned(),
+            admin_db: format!(
+                "host=127.0.0.1 port={} user=postgres",
+                postgres_addr().port()
+            ),
             http: None,
             ingress: None,
             app: None,
@@ -140,7 +132,7 @@ impl Drop for TestEnv {
         if let Some(app) = self.app.take() {
             app.abort();
         }
-        let _ = Command::new("rabbitmqctl")
+        let _ = rabbitmqctl_command()
             .args(["delete_vhost", &self.vhost])
             .output();
         let _ = psql("postgres")

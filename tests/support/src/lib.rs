@@ -3,6 +3,8 @@
 //! PostgreSQL database ([`TestEnv`]), removed when it is dropped, so tests run in parallel
 //! sharing nothing but the two servers.
 //!
+//! - `services`: which RabbitMQ and PostgreSQL those are (the machine's, or the pair the
+//!   `PRS_TEST_*` variables name) and their command-line tools;
 //! - `env`: the test's vhost and database, its configuration, the command-line tools;
 //! - `app`: the worker under test, in process or as the real binary, and its HTTP endpoints;
 //! - `db`: the test's own queries;
@@ -24,20 +26,25 @@ mod keys;
 mod proxy;
 mod reply;
 mod scratch;
+mod services;
 mod wait;
 
 pub use app::{metric_at, prereg_sync, terminate};
 pub use broker::{Broker, DLQ, EXCHANGE, REPLY_QUEUE, REQUEST_QUEUE, ROUTING_KEY};
-pub use env::{TestEnv, config_dir, default_settings, must, psql, rabbitmqctl};
+pub use env::{TestEnv, config_dir, default_settings, must};
 pub use fixtures::{
     REQUEST_TIME, derived_transaction_id, now_utc, prids, properties, request_body,
 };
 pub use keys::{CLIENT, ISSUER, KID, Keys};
-pub use proxy::{POSTGRES, Proxy, RABBITMQ};
+pub use proxy::Proxy;
 pub use reply::{
     Answers, ERROR_SCHEMA, INGRESS_SCHEMA, REQUEST_SCHEMA, SUCCESS_SCHEMA, all_identical,
     assert_valid, by_transaction, check_reply_body, error_code, header_int, header_str, json,
     record_answer,
 };
 pub use scratch::Scratch;
+pub use services::{
+    amqp_url, postgres_addr, postgres_ready, postgres_service, postgres_url, psql, rabbitmq_addr,
+    rabbitmqctl, rabbitmqctl_command,
+};
 pub use wait::wait_until;

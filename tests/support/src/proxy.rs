@@ -91,6 +91,3 @@ async fn accept_loop(
         });
     }
 }
-
-pub const POSTGRES: &str = "127.0.0.1:5432";
-pub const RABBITMQ: &str = "127.0.0.1:5672";
