@@ -129,6 +129,16 @@ async fn with_the_broker_unreachable_the_answer_is_503_and_nothing_is_queued() {
     assert_eq!(status, 200);
 
     proxy.cut();
+    // Not ready while the ingress has no broker session. Waited for before posting: a request
+    // published in the instant of the cut may reach the queue with its confirm lost, and is
+    // then answered 503 although queued (a retry finds it stored, docs/reliability.md).
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "still ready",
+        async || !env.ready().await,
+    )
+    .await;
     let response = post(
         &client,
         ingress,
@@ -145,14 +155,6 @@ async fn with_the_broker_unreachable_the_answer_is_503_and_nothing_is_queued() {
         "{reply}"
     );
     check_reply_body(Some("ingress"), &bytes, "503");
-    // Not ready while the ingress has no broker session.
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        "still ready",
-        async || !env.ready().await,
-    )
-    .await;
     assert_eq!(env.broker().await.depth(REQUEST_QUEUE).await, 0);
     assert_eq!(env.rows("sync_transaction").await, 1);
 }
@@ -344,33 +346,30 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
         (status, &queued["response"]["status"]),
         (202, &serde_json::json!("QUEUED"))
     );
-    // Hold the second concurrency slot with a body that never finishes arriving.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let stalled = client
-        .post(crate::url(ingress))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(tokio_stream_of(receiver)))
-        .send();
-    let stalled = tokio::spawn(stalled);
-    sender.send(Ok(b"{".to_vec())).await.unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        "no 503",
-        async || {
-            let response = post(
-                &client,
-                ingress,
-                Some(&token),
-                &request_body(&ids[2..]),
-                &[],
-            )
-            .await;
-            response.status() == 503 && code(&answer(response).await.1) == "PRS_OVERLOADED"
-        },
-    )
-    .await;
+    // Hold the second concurrency slot with a body that never finishes arriving, then probe
+    // until a request is shed. A probe can reach the ingress before the stalled request does
+    // and get it shed instead: then the slot is held again by a new stalled request.
+    let mut held = stall(&client, ingress, &token).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if held.1.is_finished() {
+            held = stall(&client, ingress, &token).await;
+        }
+        let response = post(
+            &client,
+            ingress,
+            Some(&token),
+            &request_body(&ids[2..]),
+            &[],
+        )
+        .await;
+        if response.status() == 503 && code(&answer(response).await.1) == "PRS_OVERLOADED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (sender, stalled) = held;
     drop(sender);
     // Its body complete at last, it is queued like the second (no waiter slot free).
     let stalled = stalled
@@ -382,6 +381,28 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
     let (status, _, _) = waiting.await.unwrap();
     assert_eq!(status, 202);
     assert!(child.wait().unwrap().success());
+}
+
+/// A request whose body stops after its first byte: it holds a concurrency slot until the
+/// returned sender is dropped (the body then ends, `{` alone).
+async fn stall(
+    client: &reqwest::Client,
+    ingress: std::net::SocketAddr,
+    token: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stalled = client
+        .post(crate::url(ingress))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(tokio_stream_of(receiver)))
+        .send();
+    let stalled = tokio::spawn(stalled);
+    sender.send(Ok(b"{".to_vec())).await.unwrap();
+    (sender, stalled)
 }
 
 /// A stream of body chunks from a channel, for a request body the test controls.
