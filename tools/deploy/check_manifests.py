@@ -67,6 +67,12 @@ def main():
     by_kind = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], []).append(obj)
+    # The worker's own objects: the HTTP ingress (ingress-*.yaml) is another app beside it.
+    worker = {
+        kind: [o for o in objs
+               if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "prereg-sync-ingress"]
+        for kind, objs in by_kind.items()
+    }
 
     for scaled in by_kind.get("ScaledObject", []):
         target = scaled["spec"]["scaleTargetRef"]["name"]
@@ -85,14 +91,14 @@ def main():
     check(data.get("PREREG_SYNC__DATABASE__MIGRATE_ON_START") == "false",
           "settings: the worker would migrate (its role has no DDL rights)")
 
-    (deployment,) = by_kind["Deployment"]
+    (deployment,) = worker["Deployment"]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selectors = [("Service", o["spec"]["selector"]) for o in by_kind["Service"]]
+    selectors = [("Service", o["spec"]["selector"]) for o in worker["Service"]]
     selectors += [(k, o["spec"]["selector"]["matchLabels"])
-                  for k in ("PodDisruptionBudget", "ServiceMonitor") for o in by_kind[k]]
+                  for k in ("PodDisruptionBudget", "ServiceMonitor") for o in worker[k]]
     for kind, selector in selectors:
         check(selector.items() <= pod_labels.items(), f"{kind} does not select the worker's pods")
-    (service,) = by_kind["Service"]
+    (service,) = worker["Service"]
     check(service["metadata"]["labels"].items() >= selectors[-1][1].items(),
           "the ServiceMonitor does not select the Service")
 
