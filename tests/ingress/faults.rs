@@ -155,7 +155,13 @@ async fn with_the_broker_unreachable_the_answer_is_503_and_nothing_is_queued() {
         "{reply}"
     );
     check_reply_body(Some("ingress"), &bytes, "503");
-    assert_eq!(env.broker().await.depth(REQUEST_QUEUE).await, 0);
+    // Nothing of the refused request in the queue. The first request may be back in it: its
+    // ack, coalesced with others, can still have been on the worker's connection at the cut.
+    let refused = request_body(&ids[1..]);
+    let broker = env.broker().await;
+    while let Some(queued) = broker.get(REQUEST_QUEUE, Duration::ZERO).await {
+        assert_ne!(queued.data, refused, "the refused request was queued");
+    }
     assert_eq!(env.rows("sync_transaction").await, 1);
 }
 
