@@ -171,7 +171,7 @@ impl Processor {
         {
             Err(err) if err.class() == FailureClass::InfrastructureDown => Err(err),
             Err(err) => {
-                self.metrics.audit_write_failed(event.as_str(), &err);
+                self.metrics.audit_write_failed(event, &err);
                 Ok(())
             }
             Ok(()) => Ok(()),

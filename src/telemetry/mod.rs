@@ -1,7 +1,9 @@
-//! Logs and metrics. Every event the worker counts is one method of `Metrics`, here; when the
-//! event is also logged, that method writes the line too, so the line and the count never
-//! disagree (and the line's target stays `prereg_sync::telemetry`). Log lines that count nothing
-//! (start-up, shutdown, decisions along a delivery's way) are written where they happen.
+//! Logs and metrics. Every event the worker counts is one method of `Metrics`, here, taking the
+//! enums the code already has (an outcome, an [`ErrorCode`], a [`ReplyKind`]), never a label
+//! string; when the event is also logged, that method writes the line too, with the target
+//! [`EVENTS`], so the line and the count never disagree and a filter on the target keeps
+//! working wherever the code moves. Log lines that count nothing (start-up, shutdown, decisions
+//! along a delivery's way) are written where they happen.
 //!
 //! Metric names are `prereg_sync_<name>_<unit>`, counters end `_total`, and labels take their
 //! values from the fixed sets of `labels`: never a transaction ID, a PRID or error text. The
@@ -12,7 +14,10 @@ use std::{fmt, time::Duration};
 use prometheus::IntGauge;
 
 use self::labels::{JobPridResult, JobRunStatus, LabelSet, PoolState, PridResult, RetryKind};
-use crate::message::{ErrorCode, ReplyKind, TransactionId};
+use crate::{
+    message::{ErrorCode, ReplyKind, TransactionId},
+    storage::audit::AuditEvent,
+};
 
 pub(crate) mod labels;
 mod logging;
@@ -21,6 +26,10 @@ mod metrics;
 pub(crate) use labels::MessageOutcome;
 pub use logging::init_logging;
 pub(crate) use metrics::Metrics;
+
+/// The log target of every counted event (`RUST_LOG=prereg_sync::events=warn` keeps just them
+/// at WARN and above, whatever module counts them).
+pub const EVENTS: &str = "prereg_sync::events";
 
 impl Metrics {
     /// The ingress's routes and the statuses it answers, created at 0 when it starts.
@@ -47,36 +56,36 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A delivery reached its terminal outcome. `error_code` is an [`ErrorCode::code`]; a value
-    /// outside that set is logged but never becomes a series.
+    /// A delivery reached its terminal outcome (`error_code`: the failure it was retried or
+    /// dead-lettered for).
     pub(crate) fn message_finished(
         &self,
         outcome: MessageOutcome,
-        transaction_id: &str,
-        error_code: Option<&str>,
+        transaction_id: &TransactionId,
+        error_code: Option<ErrorCode>,
         elapsed: Duration,
     ) {
         let requests = &self.0.requests;
         requests.messages.inc(outcome);
         if let (MessageOutcome::Rejected | MessageOutcome::DeadLettered, Some(code)) =
-            (outcome, error_code.and_then(ErrorCode::from_label))
+            (outcome, error_code)
             && code != ErrorCode::ReplyUndelivered
         {
             requests.error_replies.inc(code);
         }
         requests.processing_seconds.observe(elapsed.as_secs_f64());
         match outcome {
-            MessageOutcome::Stored | MessageOutcome::Duplicate => {
-                tracing::info!(
-                    transaction_id,
-                    outcome = outcome.as_str(),
-                    "request processed"
-                )
-            }
-            _ => tracing::warn!(
-                transaction_id,
+            MessageOutcome::Stored | MessageOutcome::Duplicate => tracing::info!(
+                target: EVENTS,
+                %transaction_id,
                 outcome = outcome.as_str(),
-                error_code = error_code.unwrap_or(""),
+                "request processed"
+            ),
+            _ => tracing::warn!(
+                target: EVENTS,
+                %transaction_id,
+                outcome = outcome.as_str(),
+                error_code = error_code.map_or("", ErrorCode::code),
                 "request not stored"
             ),
         }
@@ -105,25 +114,23 @@ impl Metrics {
     /// A transient failure is retried in process after `delay`.
     pub(crate) fn retrying_immediately(&self, error: &dyn fmt::Display, delay: Duration) {
         self.0.requests.retries.inc(RetryKind::Immediate);
-        tracing::debug!(error = %error, retry_in = ?delay, "transient failure; retrying");
+        tracing::debug!(target: EVENTS, error = %error, retry_in = ?delay, "transient failure; retrying");
     }
 
     /// A request went to a delayed-retry queue.
-    pub(crate) fn retry_scheduled(&self, transaction_id: &str, queue: &str) {
+    pub(crate) fn retry_scheduled(&self, transaction_id: &TransactionId, queue: &str) {
         self.0.requests.retries.inc(RetryKind::Delayed);
         tracing::info!(
-            transaction_id,
+            target: EVENTS,
+            %transaction_id,
             queue,
             "transient failure persists; delayed retry scheduled"
         );
     }
 
-    /// A reply was published; `kind` is a [`ReplyKind::as_str`] (any other value is not
-    /// counted, so it cannot become a series).
-    pub(crate) fn reply_published(&self, kind: &'static str) {
-        if let Some(kind) = ReplyKind::from_label(kind) {
-            self.0.requests.replies.inc(kind);
-        }
+    /// A reply was published.
+    pub(crate) fn reply_published(&self, kind: ReplyKind) {
+        self.0.requests.replies.inc(kind);
     }
 
     /// Counts one delivery in `prereg_sync_in_flight_messages` until the guard is dropped,
@@ -135,9 +142,10 @@ impl Metrics {
     }
 
     /// The audit row of an outcome already decided (and answered) could not be written.
-    pub(crate) fn audit_write_failed(&self, event: &'static str, error: &dyn fmt::Display) {
+    pub(crate) fn audit_write_failed(&self, event: AuditEvent, error: &dyn fmt::Display) {
         self.0.requests.audit_write_failures.inc();
-        tracing::error!(event, error = %error, "audit row not written; the outcome stands");
+        let event = event.as_str();
+        tracing::error!(target: EVENTS, event, error = %error, "audit row not written; the outcome stands");
     }
 
     /// The database refused a request's rows (SQLSTATE 42501 with the worker's grants intact:
@@ -149,6 +157,7 @@ impl Metrics {
     ) {
         self.0.requests.database_refusals.inc();
         tracing::error!(
+            target: EVENTS,
             %transaction_id,
             error = %error,
             "the database refused this request's rows (a row-level security policy?): dead-lettered; check the policies on prereg's tables for the worker's role"
@@ -156,9 +165,9 @@ impl Metrics {
     }
 
     /// A request came back from a DLQ replay (it carries `x-replay-count`).
-    pub(crate) fn replayed_received(&self, transaction_id: &str, replays: i64) {
+    pub(crate) fn replayed_received(&self, transaction_id: &TransactionId, replays: i64) {
         self.0.requests.replayed.inc();
-        tracing::info!(transaction_id, replays, "replayed request received");
+        tracing::info!(target: EVENTS, %transaction_id, replays, "replayed request received");
     }
 
     pub(crate) fn broker_connected(&self, connected: bool) {
@@ -167,7 +176,7 @@ impl Metrics {
 
     pub(crate) fn broker_reconnecting(&self, error: &dyn fmt::Display, delay: Duration) {
         self.0.broker.reconnects.inc();
-        tracing::warn!(error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
+        tracing::warn!(target: EVENTS, error = %error, retry_in = ?delay, "broker connection lost; reconnecting");
     }
 
     /// The worker moves on to the next node of `amqp.url`.
@@ -233,9 +242,9 @@ impl Metrics {
         }
         match status {
             JobRunStatus::Failed | JobRunStatus::Partial => {
-                tracing::warn!(%report, "consumed-status job run ended")
+                tracing::warn!(target: EVENTS, %report, "consumed-status job run ended")
             }
-            _ => tracing::info!(%report, "consumed-status job run ended"),
+            _ => tracing::info!(target: EVENTS, %report, "consumed-status job run ended"),
         }
     }
 }
@@ -257,15 +266,20 @@ mod tests {
     fn names_carry_the_namespace_and_labels_are_bounded() {
         let metrics = Metrics::new();
         metrics.retrying_immediately(&"e", Duration::from_millis(1));
-        metrics.message_finished(MessageOutcome::Stored, "tx", None, Duration::from_millis(3));
-        metrics.reply_published("not a kind");
+        let transaction_id = TransactionId::parse("tx-1").unwrap();
+        metrics.message_finished(
+            MessageOutcome::Stored,
+            &transaction_id,
+            None,
+            Duration::from_millis(3),
+        );
+        metrics.reply_published(ReplyKind::Ack);
         let text = metrics.render();
         assert!(
             text.contains("prereg_sync_retries_total{kind=\"immediate\"} 1"),
             "{text}"
         );
         assert!(text.contains("prereg_sync_messages_total{outcome=\"stored\"} 1"));
-        assert!(!text.contains("tx"), "no transaction ID in any label");
-        assert!(!text.contains("not a kind"), "no value outside a label set");
+        assert!(!text.contains("tx-1"), "no transaction ID in any label");
     }
 }

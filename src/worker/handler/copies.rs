@@ -1,13 +1,15 @@
 //! The request's copies, for when it cannot be answered now: a delayed-retry copy in the next
 //! tier, or a dead-letter copy (with an error reply, see [`ErrorAnswer`]). Each is published
-//! until the broker confirms it, holding the delivery meanwhile, and only then is the request
-//! acked.
+//! until the broker confirms it, holding the delivery meanwhile; only then does the step lead
+//! to the ack.
+
+use std::borrow::Cow;
 
 use chrono::Utc;
 use lapin::BasicProperties;
 use tokio_util::sync::CancellationToken;
 
-use super::{Attempt, Handler};
+use super::{Attempt, Handler, Step};
 use crate::{
     amqp::{
         headers::{self, Failure},
@@ -38,9 +40,9 @@ impl Handler {
         &self,
         request: &InboundRequest,
         code: ErrorCode,
-        message: &str,
+        message: Cow<'static, str>,
         cancel: &CancellationToken,
-    ) {
+    ) -> Step {
         let retries = request.header_integer(headers::RETRY_COUNT);
         let Some(delay) = u32::try_from(retries)
             .ok()
@@ -50,33 +52,39 @@ impl Handler {
                 ErrorCode::StoreFailed => ErrorAnswer::ReplyUnlessStored,
                 _ => ErrorAnswer::NoReply,
             };
-            return self
-                .dead_letter(request, code, message, answer, cancel)
-                .await;
+            return Step::DeadLetter {
+                code,
+                message,
+                answer,
+            };
         };
-        let failure = failure(request, code, message, retries + 1);
+        let failure = failure(request, code, &message, retries + 1);
         let properties = headers::failure_properties(&request.delivery.properties, &failure);
         let queue = retry_queue_name(&self.amqp.retry_queue_prefix, delay);
-        if self
+        if !self
             .publish_copy(request, "", &queue, &properties, cancel)
             .await
         {
-            self.metrics
-                .retry_scheduled(request.identity.transaction_id.as_str(), &queue);
-            self.ack(request, MessageOutcome::Retried, Some(code.code()))
-                .await
+            return Step::LeaveUnacked;
+        }
+        self.metrics
+            .retry_scheduled(&request.identity.transaction_id, &queue);
+        Step::Ack {
+            outcome: MessageOutcome::Retried,
+            code: Some(code),
         }
     }
 
-    /// Audit, error reply (see [`ErrorAnswer`]), dead-letter copy, ack.
+    /// Audit and error reply (see [`ErrorAnswer`]); the dead-letter copy is the next step. A
+    /// transaction found stored is concluded with its stored reply instead.
     pub(super) async fn dead_letter(
         &self,
         request: &InboundRequest,
         code: ErrorCode,
-        message: &str,
+        message: Cow<'static, str>,
         answer: ErrorAnswer,
         cancel: &CancellationToken,
-    ) {
+    ) -> Step {
         let mut error_reply = answer == ErrorAnswer::ReplyUnlessStored;
         if error_reply {
             // One transaction, one answer: a stored transaction is never answered with an
@@ -86,11 +94,8 @@ impl Handler {
                     .answer_if_stored(request.app_id(), &request.identity)
             };
             match self.with_database(lookup, cancel).await {
-                Attempt::Cancelled => return,
-                Attempt::Done(Ok(Some(duplicate))) => {
-                    // Boxed: concluding can come back here through the retry tiers' budget.
-                    return Box::pin(self.conclude(request, duplicate, cancel)).await;
-                }
+                Attempt::Cancelled => return Step::LeaveUnacked,
+                Attempt::Done(Ok(Some(duplicate))) => return Step::Conclude(duplicate),
                 Attempt::Done(Ok(None)) => {}
                 Attempt::Done(Err(err)) => {
                     tracing::warn!(error = %err, "whether the transaction is stored is unknown; dead-lettered without an error reply");
@@ -102,7 +107,7 @@ impl Handler {
             .audit(request, AuditEvent::DeadLettered, Some(code), cancel)
             .await
         {
-            return;
+            return Step::LeaveUnacked;
         }
         if error_reply
             && let Err(err) = self
@@ -112,12 +117,14 @@ impl Handler {
             // The request goes to the dead-letter queue all the same, where it is seen.
             tracing::warn!(transaction_id = %request.identity.transaction_id, error = %err, "error reply not published");
         }
-        let outcome = MessageOutcome::DeadLettered;
-        self.dead_letter_copy(request, code, message, outcome, cancel)
-            .await;
+        Step::DeadLetterCopy {
+            code,
+            message,
+            outcome: MessageOutcome::DeadLettered,
+        }
     }
 
-    /// Publishes the request with failure headers to the dead-letter exchange, then acks it.
+    /// Publishes the request with failure headers to the dead-letter exchange; the ack follows.
     pub(super) async fn dead_letter_copy(
         &self,
         request: &InboundRequest,
@@ -125,17 +132,21 @@ impl Handler {
         message: &str,
         outcome: MessageOutcome,
         cancel: &CancellationToken,
-    ) {
+    ) -> Step {
         let retries = request.header_integer(headers::RETRY_COUNT);
         let failure = failure(request, code, message, retries);
         let properties = headers::failure_properties(&request.delivery.properties, &failure);
         let exchange = &self.amqp.dead_letter_exchange;
         let routing_key = request.delivery.routing_key.as_str();
-        if self
+        if !self
             .publish_copy(request, exchange, routing_key, &properties, cancel)
             .await
         {
-            self.ack(request, outcome, Some(code.code())).await
+            return Step::LeaveUnacked;
+        }
+        Step::Ack {
+            outcome,
+            code: Some(code),
         }
     }
 

@@ -1,27 +1,28 @@
-//! What happens to one delivery: process under the retry policy, then reply ([`reply`]),
-//! dead-letter or park for a delayed retry ([`copies`]), and ack only once every publish is
-//! confirmed.
+//! What happens to one delivery, start to ack. Each step returns the [`Step`] that follows it,
+//! and [`Handler::handle`] drives them in one loop: process, then reply ([`reply`]), park for a
+//! delayed retry or dead-letter ([`copies`]), and ack only once every publish is confirmed.
 
 mod copies;
+mod database;
 mod reply;
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
-use backon::Retryable;
 use deadpool_postgres::Pool;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use self::copies::ErrorAnswer;
+pub(super) use self::database::Attempt;
 use super::request::{InboundRequest, ReplyToPolicy};
 use crate::{
-    amqp::headers,
+    amqp::{headers, publisher::PublishError},
     config::AmqpSettings,
-    health::{self, Health},
+    health::Health,
     message::ErrorCode,
     processor::{Decision, Processor, Verdict},
     retry::{FailureClass, RetryPolicy},
-    storage::{StorageError, audit::AuditEvent},
+    storage::audit::AuditEvent,
     telemetry::{MessageOutcome, Metrics},
 };
 
@@ -38,13 +39,44 @@ pub(super) struct Handler {
     metrics: Metrics,
 }
 
-/// How a database operation run by [`Handler::with_database`] ended.
-pub(super) enum Attempt<T> {
-    /// It ran to an answer, after the immediate retries of transient failures.
-    Done(Result<T, StorageError>),
-    /// The session ended (shutdown or loss) while the database was down: the delivery is left
-    /// unacked, and the broker redelivers it.
-    Cancelled,
+/// A step of one delivery's handling. Each step is a method of [`Handler`] that returns the
+/// next one; the last is always an ack, or the delivery left unacked for the broker to redeliver.
+enum Step {
+    /// Ask the processor (one database transaction) for a decision: store, duplicate, reject.
+    Process,
+    /// Reply as decided; a rejection then goes to the dead-letter queue, the rest are acked.
+    Conclude(Decision),
+    /// The reply could not be published (see [`Handler::reply_failed`]).
+    ReplyFailed {
+        verdict: Verdict,
+        error: PublishError,
+    },
+    /// A transient failure outlived the immediate retries: park the request in the next
+    /// delayed-retry tier, or dead-letter it once the budget is spent.
+    RetryLater {
+        code: ErrorCode,
+        message: Cow<'static, str>,
+    },
+    /// Audit, error reply (see [`ErrorAnswer`]), then the dead-letter copy.
+    DeadLetter {
+        code: ErrorCode,
+        message: Cow<'static, str>,
+        answer: ErrorAnswer,
+    },
+    /// Publish the request with its failure headers to the dead-letter exchange.
+    DeadLetterCopy {
+        code: ErrorCode,
+        message: Cow<'static, str>,
+        outcome: MessageOutcome,
+    },
+    /// The outcome is durable (stored, replied, copied): ack, the last step.
+    Ack {
+        outcome: MessageOutcome,
+        code: Option<ErrorCode>,
+    },
+    /// The session ended (shutdown, a lost channel) first: the delivery stays unacked and the
+    /// broker redelivers it; idempotency answers it again.
+    LeaveUnacked,
 }
 
 impl Handler {
@@ -79,12 +111,47 @@ impl Handler {
         cancel: CancellationToken,
     ) {
         let _counted = self.metrics.in_flight();
-        self.handle(request, &cancel).await;
+        self.handle(&request, &cancel).await;
         drop(permit);
     }
 
-    /// One delivery, start to ack.
-    async fn handle(&self, request: InboundRequest, cancel: &CancellationToken) {
+    /// One delivery, start to ack: every step it can take, in one loop.
+    async fn handle(&self, request: &InboundRequest, cancel: &CancellationToken) {
+        let mut step = self.receive(request);
+        loop {
+            step = match step {
+                Step::Process => self.process(request, cancel).await,
+                Step::Conclude(decision) => self.conclude(request, decision, cancel).await,
+                Step::ReplyFailed { verdict, error } => {
+                    self.reply_failed(request, &verdict, &error)
+                }
+                Step::RetryLater { code, message } => {
+                    self.retry_later(request, code, message, cancel).await
+                }
+                Step::DeadLetter {
+                    code,
+                    message,
+                    answer,
+                } => {
+                    self.dead_letter(request, code, message, answer, cancel)
+                        .await
+                }
+                Step::DeadLetterCopy {
+                    code,
+                    message,
+                    outcome,
+                } => {
+                    self.dead_letter_copy(request, code, &message, outcome, cancel)
+                        .await
+                }
+                Step::Ack { outcome, code } => return self.ack(request, outcome, code).await,
+                Step::LeaveUnacked => return,
+            };
+        }
+    }
+
+    /// The first step: processing, unless the delivery has come back too often.
+    fn receive(&self, request: &InboundRequest) -> Step {
         let delivery_count = request.header_integer(headers::DELIVERY_COUNT);
         tracing::debug!(
             transaction_id = %request.identity.transaction_id,
@@ -98,113 +165,76 @@ impl Handler {
             // Crash-loop protection: this delivery has come back so often that processing it
             // again risks another crash. Dead-letter it without looking inside (but for the
             // transaction lookup: a stored one is answered as a duplicate).
-            let message = ErrorCode::DeliveryLimit.message();
-            let answer = ErrorAnswer::ReplyUnlessStored;
-            self.dead_letter(&request, ErrorCode::DeliveryLimit, message, answer, cancel)
-                .await;
-            return;
+            let code = ErrorCode::DeliveryLimit;
+            return Step::DeadLetter {
+                code,
+                message: code.message().into(),
+                answer: ErrorAnswer::ReplyUnlessStored,
+            };
         }
         let replays = request.header_integer(headers::REPLAY_COUNT);
         if replays > 0 {
             self.metrics
-                .replayed_received(request.identity.transaction_id.as_str(), replays);
+                .replayed_received(&request.identity.transaction_id, replays);
         }
+        Step::Process
+    }
+
+    /// The processor's decision, or what a failure to reach one leads to.
+    async fn process(&self, request: &InboundRequest, cancel: &CancellationToken) -> Step {
         #[cfg(feature = "fault-injection")]
         crate::fault::maybe_crash(request.identity.transaction_id.as_str());
         let incoming = request.incoming();
         let attempt = || self.processor.process(&incoming, &request.identity);
-        let result = match self.with_database(attempt, cancel).await {
-            Attempt::Done(result) => result,
-            // Shutting down or session lost: left unacked, the broker redelivers.
-            Attempt::Cancelled => return,
+        let err = match self.with_database(attempt, cancel).await {
+            Attempt::Cancelled => return Step::LeaveUnacked,
+            Attempt::Done(Ok(decision)) => return Step::Conclude(decision),
+            Attempt::Done(Err(err)) => err,
         };
-        match result {
-            Ok(decision) => self.conclude(&request, decision, cancel).await,
-            Err(err) if err.class() == FailureClass::Transient => {
-                let message = err.to_string();
-                self.retry_later(&request, ErrorCode::StoreFailed, &message, cancel)
-                    .await
-            }
-            Err(err) => {
-                // Permanent: a statement the database can never accept for this request.
-                if err.class() == FailureClass::Refused {
+        let code = ErrorCode::StoreFailed;
+        let message = err.to_string().into();
+        match err.class() {
+            FailureClass::Transient => Step::RetryLater { code, message },
+            // Permanent: a statement the database can never accept for this request.
+            class => {
+                if class == FailureClass::Refused {
                     self.metrics
                         .database_refused(&request.identity.transaction_id, &err);
                 }
-                let message = err.to_string();
                 let answer = ErrorAnswer::ReplyUnlessStored;
-                self.dead_letter(&request, ErrorCode::StoreFailed, &message, answer, cancel)
-                    .await
-            }
-        }
-    }
-
-    /// Runs a database operation with the immediate retries for transient failures, holding
-    /// (not charging the message) while the database is down, until `cancel` fires.
-    pub(super) async fn with_database<T, F, Fut>(
-        &self,
-        operation: F,
-        cancel: &CancellationToken,
-    ) -> Attempt<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, StorageError>>,
-    {
-        let mut operation = operation;
-        loop {
-            let result = (&mut operation)
-                .retry(self.policy.immediate())
-                .when(|err: &StorageError| err.class() == FailureClass::Transient)
-                .notify(|err, delay| self.metrics.retrying_immediately(err, delay))
-                .await;
-            let outage = match &result {
-                Err(err) if err.class() == FailureClass::Refused => {
-                    // A lost grant is an outage; a row-level security policy refusing this
-                    // request's rows is the request's own (see `retry`).
-                    !health::can_write(&self.pool).await
+                Step::DeadLetter {
+                    code,
+                    message,
+                    answer,
                 }
-                Err(err) => err.class() == FailureClass::InfrastructureDown,
-                Ok(_) => false,
-            };
-            match result {
-                Err(err) if outage => {
-                    tracing::debug!(error = %err, "database unavailable; holding delivery");
-                    self.health.report_database_down();
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Attempt::Cancelled,
-                        _ = self.health.wait_for_database() => {}
-                    }
-                }
-                other => return Attempt::Done(other),
             }
         }
     }
 
     /// Carries out the processor's decision: replies (stored, duplicate) or replies and
-    /// dead-letters (rejected), then acks. The ack waits for every publish to be confirmed; a
-    /// reply that cannot be delivered (no such queue, `reply_to` not allowed) does not hold the
-    /// request back, and one that cannot be published takes the retry tiers (see
-    /// [`Handler::reply_failed`]).
+    /// dead-letters (rejected). A reply that cannot be delivered (no such queue, `reply_to` not
+    /// allowed) does not hold the request back; one that cannot be published takes the retry
+    /// tiers (see [`Handler::reply_failed`]).
     async fn conclude(
         &self,
         request: &InboundRequest,
         decision: Decision,
         cancel: &CancellationToken,
-    ) {
+    ) -> Step {
         let delivered = match self.publish_reply(request, &decision.reply).await {
             Ok(delivered) => delivered,
-            Err(err) => {
-                return self
-                    .reply_failed(request, &decision.verdict, &err, cancel)
-                    .await;
+            Err(error) => {
+                let verdict = decision.verdict;
+                return Step::ReplyFailed { verdict, error };
             }
         };
         let outcome = match decision.verdict {
             Verdict::Rejected(code) => {
-                let outcome = MessageOutcome::Rejected;
-                return self
-                    .dead_letter_copy(request, code, code.message(), outcome, cancel)
-                    .await;
+                return Step::DeadLetterCopy {
+                    code,
+                    message: code.message().into(),
+                    outcome: MessageOutcome::Rejected,
+                };
             }
             Verdict::Stored => MessageOutcome::Stored,
             Verdict::Duplicate => MessageOutcome::Duplicate,
@@ -213,7 +243,10 @@ impl Handler {
             self.audit(request, AuditEvent::ReplyUnroutable, None, cancel)
                 .await;
         }
-        self.ack(request, outcome, None).await;
+        Step::Ack {
+            outcome,
+            code: None,
+        }
     }
 
     /// An audit row for an outcome decided here (dead-lettering, an unroutable reply). False
@@ -232,22 +265,24 @@ impl Handler {
         match self.with_database(write, cancel).await {
             Attempt::Cancelled => false,
             Attempt::Done(Err(err)) => {
-                self.metrics.audit_write_failed(event.as_str(), &err);
+                self.metrics.audit_write_failed(event, &err);
                 true
             }
             Attempt::Done(Ok(())) => true,
         }
     }
 
-    async fn ack(&self, request: &InboundRequest, outcome: MessageOutcome, code: Option<&str>) {
+    async fn ack(
+        &self,
+        request: &InboundRequest,
+        outcome: MessageOutcome,
+        code: Option<ErrorCode>,
+    ) {
         if request.ack().await {
             let elapsed = request.started.elapsed();
-            self.metrics.message_finished(
-                outcome,
-                request.identity.transaction_id.as_str(),
-                code,
-                elapsed,
-            );
+            let transaction_id = &request.identity.transaction_id;
+            self.metrics
+                .message_finished(outcome, transaction_id, code, elapsed);
         } else {
             // The channel is gone: the broker redelivers, and idempotency answers it again.
             tracing::debug!(transaction_id = %request.identity.transaction_id, "ack not delivered; broker will redeliver")

@@ -1,11 +1,7 @@
 //! Publishing with a confirm, the reply first: where it goes, and what a reply that cannot be
 //! published costs the request.
 
-use backon::Retryable;
-use lapin::BasicProperties;
-use tokio_util::sync::CancellationToken;
-
-use super::Handler;
+use super::{Handler, Step};
 use crate::{
     amqp::{
         headers,
@@ -15,6 +11,8 @@ use crate::{
     processor::Verdict,
     worker::request::InboundRequest,
 };
+use backon::Retryable;
+use lapin::BasicProperties;
 
 impl Handler {
     /// A reply that could not be published (nacked by a full `reject-publish` queue, no
@@ -24,24 +22,23 @@ impl Handler {
     /// delayed-retry tier, where its next attempt finds it stored and re-sends the stored reply;
     /// when the budget is spent it is dead-lettered with no reply, as `PRS_REPLY_UNDELIVERED`
     /// (stored: a replay re-sends the stored reply) or with its rejection's code.
-    pub(super) async fn reply_failed(
+    pub(super) fn reply_failed(
         &self,
         request: &InboundRequest,
         verdict: &Verdict,
         err: &PublishError,
-        cancel: &CancellationToken,
-    ) {
+    ) -> Step {
         if !request.publisher.is_open() {
             // The channel is gone with the session: the broker redelivers the request.
             request.lost.cancel();
-            return;
+            return Step::LeaveUnacked;
         }
         let code = match verdict {
             Verdict::Rejected(code) => *code,
             Verdict::Stored | Verdict::Duplicate => ErrorCode::ReplyUndelivered,
         };
-        let message = format!("reply not published: {err}");
-        self.retry_later(request, code, &message, cancel).await;
+        let message = format!("reply not published: {err}").into();
+        Step::RetryLater { code, message }
     }
 
     /// Publishes with a confirm, retrying a failed publish (timeout, nack) a few times in
@@ -94,7 +91,7 @@ impl Handler {
             tracing::warn!(transaction_id = %request.identity.transaction_id, "reply unroutable: no such reply queue");
             return Ok(false);
         }
-        self.metrics.reply_published(reply.kind.as_str());
+        self.metrics.reply_published(reply.kind);
         Ok(true)
     }
 }
