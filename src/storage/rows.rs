@@ -5,14 +5,15 @@
 //! Two ways to write the same rows. [`Method::Copy`] sends the PRID rows with binary `COPY`,
 //! which PostgreSQL inserts in bulk: about a third less database CPU per PRID than the
 //! `INSERT … ON CONFLICT DO NOTHING` of [`Method::Insert`] (a WAL record per heap page instead
-//! of two per row, no speculative insertion; measured in docs/performance.md, "Round two").
+//! of two per row, no speculative insertion; measured in docs/performance-log.md, 2026-11-29).
 //! COPY cannot skip a row that is already there, so it is the first attempt only: PRIDs are
 //! normally new, since a redelivery or a duplicate publish is recognised by its transaction ID
 //! before any PRID row is written. A PRID stored earlier under another transaction ID, or by
 //! another replica at the same moment, fails the COPY with a unique violation; the caller then
 //! rolls back and writes the batch again with `Insert`, which keeps the rows already there. The
 //! transaction rows follow the same rule: a plain `INSERT` with `Copy` (half the database time
-//! per row of the `ON CONFLICT` one, docs/performance.md), the skipping one with `Insert`.
+//! per row of the `ON CONFLICT` one, docs/performance-log.md, 2026-11-29), the skipping one
+//! with `Insert`.
 
 mod binary_copy;
 

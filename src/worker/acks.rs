@@ -1,6 +1,7 @@
 //! Coalesced acknowledgements: one `basic.ack` with `multiple` for the finished deliveries
 //! below the oldest one still in flight, so a quorum queue settles many messages with one
-//! command instead of one each (docs/performance.md, round two).
+//! command instead of one each: fewer settlements for the broker to replicate
+//! (docs/performance-log.md, 2026-11-29).
 //!
 //! The rule that keeps the guarantee: an ack with `multiple` on tag T settles every
 //! unacknowledged delivery up to T, so T is only ever chosen below the lowest tag still in
@@ -10,9 +11,9 @@
 //! A finished delivery above that tag waits for a later `multiple` ack to cover it, for at most
 //! [`HOLD`]; then it is acked alone, so one slow delivery never holds the others' prefetch slots
 //! for long. Why wait at all: replies are confirmed out of delivery order, so acking such a
-//! delivery at once sent every other ack alone (about one ack per two messages in S1 on the
-//! three-node cluster, each a replicated settlement); a few milliseconds later the delivery
-//! below it has finished too and one ack settles both.
+//! delivery at once sent every other ack alone (about one ack per two messages for one-PRID
+//! requests on a three-node cluster, each a replicated settlement); a few milliseconds later the
+//! delivery below it has finished too and one ack settles both.
 //!
 //! Flushes are serialised: a later flush's `multiple` ack may cover a tag an earlier flush acks
 //! alone, and acking a tag twice closes the channel, so every ack of one flush is handed to the
@@ -29,8 +30,8 @@ use lapin::{Acker, options::BasicAckOptions};
 use tokio::{sync::oneshot, time::Instant};
 
 /// How long a finished delivery above an unfinished one waits to be covered by a `multiple`
-/// ack before it is acked alone: a few group commits at S1's rates, well under a second of a
-/// stuck delivery's neighbours waiting.
+/// ack before it is acked alone: a few group commits at thousands of one-PRID requests a second,
+/// well under a second of a stuck delivery's neighbours waiting.
 const HOLD: Duration = Duration::from_millis(20);
 
 /// The acks of one consuming channel: made with the session, dropped with it (delivery tags

@@ -2,7 +2,7 @@
 //! message. The driver's `BinaryCopyInWriter` hands the connection a piece every 4 KiB (each a
 //! wake-up of the connection task and a socket write) after an `await` per row: with it the
 //! worker spent half as much CPU again on a batch's PRID rows as with the INSERT's array
-//! parameters (docs/performance.md, "Round two").
+//! parameters (docs/performance-log.md, 2026-11-29).
 
 use std::io::Cursor;
 
