@@ -8,36 +8,33 @@ use support::*;
 /// A broker user with a distinctive password and a database URL with another, installed in
 /// the environment; the user is removed on drop.
 struct Credentials {
-    user: String,
-    password: String,
+    broker: BrokerUser,
     pg_password: String,
 }
 
 impl Credentials {
     fn install(env: &mut TestEnv) -> Credentials {
-        let user = format!("prs-secret-{}", env.id);
-        let password = format!("S3cret-{}-pw", env.id);
-        let pg_password = format!("PgS3cret-{}-pw", env.id);
-        rabbitmqctl(&["add_user", &user, &password]);
-        rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
-        env.vars.insert(
-            "AMQP_URL".into(),
-            amqp_url(&format!("{user}:{password}"), &env.vhost),
+        let broker = BrokerUser::add(
+            env,
+            &format!("prs-secret-{}", env.id),
+            &format!("S3cret-{}-pw", env.id),
+            ALL_PERMISSIONS,
         );
+        let pg_password = format!("PgS3cret-{}-pw", env.id);
+        env.vars.insert("AMQP_URL".into(), broker.url());
         env.vars.insert(
             "DATABASE_URL".into(),
             postgres_url(&format!("postgres:{pg_password}"), &env.database),
         );
         Credentials {
-            user,
-            password,
+            broker,
             pg_password,
         }
     }
 
     /// Panics if either password is in `text`, which is `what`.
     fn assert_not_in(&self, what: &str, text: &str) {
-        for secret in [&self.password, &self.pg_password] {
+        for secret in [&self.broker.password, &self.pg_password] {
             assert!(
                 !text.contains(secret.as_str()),
                 "a password leaked into {what}:\n{text}"
@@ -46,23 +43,11 @@ impl Credentials {
     }
 }
 
-impl Drop for Credentials {
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
-    )]
-    fn drop(&mut self) {
-        let _ = rabbitmqctl_command()
-            .args(["delete_user", &self.user])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
     let mut env = TestEnv::new();
     let credentials = Credentials::install(&mut env);
-    let (password, pg_password) = (&credentials.password, &credentials.pg_password);
+    let (password, pg_password) = (&credentials.broker.password, &credentials.pg_password);
     env.migrate().await;
     let ids = prids(5);
     env.seed_applications(&ids[..4]).await;
@@ -217,14 +202,13 @@ async fn assert_no_password_from_a_running_worker(env: &mut TestEnv, credentials
 /// Errors: a refused login, an unreachable database, a malformed URL.
 fn assert_no_password_in_errors(env: &TestEnv, credentials: &Credentials) {
     let Credentials {
-        user,
-        password,
+        broker,
         pg_password,
     } = credentials;
     let mut wrong = env.vars.clone();
     wrong.insert(
         "AMQP_URL".into(),
-        amqp_url(&format!("{user}:{password}x"), &env.vhost),
+        amqp_url(&format!("{}:{}x", broker.name, broker.password), &env.vhost),
     );
     wrong.insert(
         "DATABASE_URL".into(),
