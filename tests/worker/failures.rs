@@ -23,21 +23,14 @@ async fn a_transient_failure_succeeds_through_retries() {
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
 
-    let lock = env.lock_processed_table().await;
-    broker
-        .publish(
-            &request_body(&ids),
-            properties("tx-transient", Some(&replies)),
-        )
-        .await;
     // Outlast the immediate attempts so the request also takes a delayed-retry tier.
-    env.wait_for_metric(
-        "prereg_sync_retries_total{kind=\"delayed\"}",
+    env.publish_failing_until_delayed_retries(
+        &broker,
+        &request_body(&ids),
+        properties("tx-transient", Some(&replies)),
         1.0,
-        Duration::from_secs(20),
     )
     .await;
-    lock.batch_execute("COMMIT").await.unwrap();
 
     let reply = broker
         .get(&replies, Duration::from_secs(20))

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::TestEnv;
+use lapin::BasicProperties;
+
+use crate::{Broker, TestEnv};
 
 impl TestEnv {
     /// A session on the test's database.
@@ -69,5 +71,26 @@ impl TestEnv {
             .await
             .unwrap();
         client
+    }
+
+    /// Publishes a request that cannot be stored until it has taken `delayed` delayed-retry
+    /// tiers: the processed table stays locked (every store times out, under a short statement
+    /// timeout) until the worker counts that many delayed retries.
+    pub async fn publish_failing_until_delayed_retries(
+        &self,
+        broker: &Broker,
+        body: &[u8],
+        properties: BasicProperties,
+        delayed: f64,
+    ) {
+        let lock = self.lock_processed_table().await;
+        broker.publish(body, properties).await;
+        self.wait_for_metric(
+            "prereg_sync_retries_total{kind=\"delayed\"}",
+            delayed,
+            Duration::from_secs(20),
+        )
+        .await;
+        lock.batch_execute("COMMIT").await.unwrap();
     }
 }
