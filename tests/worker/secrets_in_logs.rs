@@ -67,21 +67,8 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
         (request_body(&ids[4..]), "tx-c"),
         (b"{\"broken".to_vec(), "tx-d"),
     ];
-    // The worker declares the topology; wait for it before publishing.
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "worker never connected",
-        async || {
-            env.count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'prereg-sync'",
-            )
-            .await
-                != 0
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The worker declares the topology; wait for it to consume before publishing.
+    wait_for_consumer(&broker).await;
     for (body, tx) in &cases {
         broker.publish(body, properties(tx, Some(&replies))).await;
     }
@@ -132,6 +119,17 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
             "a PRID in the audit trail"
         );
     }
+}
+
+/// Waits until the worker process consumes the request queue.
+async fn wait_for_consumer(broker: &Broker) {
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "the worker never consumed",
+        async || broker.consumers(REQUEST_QUEUE).await > 0,
+    )
+    .await;
 }
 
 /// The logs, followed by every byte array (`[123, 34, …]`), hex run and base64 run in them
@@ -191,7 +189,8 @@ async fn assert_no_password_from_a_running_worker(env: &mut TestEnv, credentials
     env.stop_app().await;
     let log = std::env::temp_dir().join(format!("prs-{}-leak.log", env.id));
     let mut worker = env.spawn_process(&[("RUST_LOG", "trace")], &log);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Consuming: the start-up logs, the configuration dump among them, are written.
+    wait_for_consumer(&env.broker().await).await;
     terminate(&worker);
     assert!(worker.wait().unwrap().success());
     let logs = std::fs::read_to_string(&log).unwrap();
