@@ -155,13 +155,9 @@ async fn a_vanished_duplicate_does_not_fail_its_committed_batch() {
     }
     broker.confirm_all().await;
     // All taken by the worker, queued up behind the first batch.
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        "the requests were not all delivered",
-        async || broker.depth(REQUEST_QUEUE).await == 0,
-    )
-    .await;
+    broker
+        .wait_for_empty(REQUEST_QUEUE, Duration::from_secs(10))
+        .await;
     holder_block.batch_execute("COMMIT").await.unwrap();
     env.wait_for_blocked_by(&holder_gone, 1, Duration::from_secs(10))
         .await;

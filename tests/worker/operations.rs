@@ -49,13 +49,9 @@ pub(crate) async fn dead_letter_some(
             )
             .await;
     }
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "requests were not dead-lettered",
-        async || broker.depth(DLQ).await >= (n + m) as u32,
-    )
-    .await;
+    broker
+        .wait_for_depth(DLQ, (n + m) as u32, Duration::from_secs(30))
+        .await;
     unknown
 }
 
@@ -123,13 +119,9 @@ async fn publish_one_of_each_outcome(broker: &Broker, ids: &[String], replies: &
         )
         .await;
     // tx-m1 again once the first is answered (stored), so it is a duplicate.
-    wait_until(
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        "the first three requests were not answered",
-        async || broker.depth(replies).await >= 3,
-    )
-    .await;
+    broker
+        .wait_for_depth(replies, 3, Duration::from_secs(20))
+        .await;
     broker
         .publish(&request_body(&ids[..2]), properties("tx-m1", Some(replies)))
         .await;
@@ -446,13 +438,10 @@ async fn a_replay_killed_midway_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        "replay did not start",
-        async || broker.depth(REQUEST_QUEUE).await >= 10,
-    )
-    .await;
+    // The replay has started.
+    broker
+        .wait_for_depth(REQUEST_QUEUE, 10, Duration::from_secs(30))
+        .await;
     child.kill().unwrap(); // SIGKILL midway
     child.wait().unwrap();
     // The broker has closed the killed connection: what it held unacked is back in the DLQ.

@@ -85,13 +85,7 @@ async fn copies_never_carry_sender_selected_routing() {
             .publish(&request_body(std::slice::from_ref(id)), props)
             .await;
     }
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "requests were not dead-lettered",
-        async || broker.depth(DLQ).await >= 3,
-    )
-    .await;
+    broker.wait_for_depth(DLQ, 3, Duration::from_secs(30)).await;
     env.cli_ok(&["dlq", "list"]);
     assert_eq!(broker.depth(DLQ).await, 3);
     assert_eq!(

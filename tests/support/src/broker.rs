@@ -247,6 +247,24 @@ impl Broker {
             .message_count()
     }
 
+    /// Waits until `queue` holds at least `at_least` ready messages; panics after `limit`.
+    pub async fn wait_for_depth(&self, queue: &str, at_least: u32, limit: Duration) {
+        let failure = format!("{queue} held fewer than {at_least} messages for {limit:?}");
+        wait_until(limit, Duration::from_millis(50), &failure, async || {
+            self.depth(queue).await >= at_least
+        })
+        .await;
+    }
+
+    /// Waits until `queue` holds no ready message (all taken); panics after `limit`.
+    pub async fn wait_for_empty(&self, queue: &str, limit: Duration) {
+        let failure = format!("messages left in {queue} for {limit:?}");
+        wait_until(limit, Duration::from_millis(50), &failure, async || {
+            self.depth(queue).await == 0
+        })
+        .await;
+    }
+
     /// Consumers of a queue (passive declare); 0 while the queue is not declared yet.
     pub async fn consumers(&self, queue: &str) -> u32 {
         self.declared(queue).await.map_or(0, |q| q.consumer_count())
