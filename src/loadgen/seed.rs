@@ -59,12 +59,7 @@ pub async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow:
         .batch_execute("VACUUM ANALYZE prereg.applicant_demographic")
         .await
         .context("analysing the seeded applications")?;
-    drop(client);
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "the connection's end once the client is dropped: its failures reached the statements"
-    )]
-    let _ = driver.await;
+    storage::migrate::close_session(client, driver).await;
     Ok(())
 }
 
@@ -91,11 +86,6 @@ pub(crate) async fn remove_seeded_applications(settings: &Settings) -> anyhow::R
             .with_context(|| format!("deleting the seeded rows of {table}"))?;
     }
     tx.commit().await.context("committing the cleanup")?;
-    drop(client);
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "the connection's end once the client is dropped: its failures reached the statements"
-    )]
-    let _ = driver.await;
+    storage::migrate::close_session(client, driver).await;
     Ok((deleted[0], deleted[1]))
 }

@@ -88,13 +88,22 @@ pub(crate) async fn create_database_if_missing(database: &Database) -> anyhow::R
             }
         }
     }
+    close_session(client, driver).await;
+    Ok(())
+}
+
+/// Ends a one-off session from [`Database::connect`]: drops the client, then waits for its
+/// driver task, so the session is closed when this returns.
+pub(crate) async fn close_session(
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+) {
     drop(client);
     #[allow(
         clippy::let_underscore_must_use,
         reason = "the connection's end once the client is dropped: its failures reached the statements"
     )]
     let _ = driver.await;
-    Ok(())
 }
 
 /// Applies every migration not yet recorded; returns how many ran.
@@ -185,12 +194,7 @@ pub async fn prepare_database(
         .await
         .context("connecting to the database")?;
     let applied = run(&mut client).await?;
-    drop(client);
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "the connection's end once the client is dropped: its failures reached the statements"
-    )]
-    let _ = driver.await;
+    close_session(client, driver).await;
     Ok(applied)
 }
 

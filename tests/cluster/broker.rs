@@ -20,6 +20,7 @@ async fn serial_the_workers_node_killed_mid_stream_and_restarted_15s_later() {
     let node = ClusterEnv::consuming_node(addr, &ALL).await;
     cluster(&["kill", &node.to_string()]);
     let fault = Instant::now();
+    // The node stays down for the 15 s the scenario names: a duration, not an event.
     tokio::time::sleep(Duration::from_secs(15)).await;
     cluster(&["start", &node.to_string()]);
     wait_for_acks(&[addr], REQUESTS as f64).await;

@@ -233,6 +233,7 @@ impl ReplyClock {
                     changes.push((Instant::now(), now));
                     last = now;
                 }
+                // The sampling interval of the clock: acks are counted, not announced.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             changes

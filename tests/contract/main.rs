@@ -36,6 +36,7 @@ async fn get(channel: &Channel, queue: &str) -> (BasicProperties, Vec<u8>) {
             return (properties, body);
         }
         assert!(Instant::now() < deadline, "nothing arrived on {queue}");
+        // The pacing of the polls: `basic_get` answers at once, empty or not.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

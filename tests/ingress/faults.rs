@@ -373,6 +373,7 @@ async fn past_the_concurrency_cap_requests_are_shed_with_503_and_past_the_waiter
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no 503");
+        // The pacing of the probes: the shed request is the event, and only a probe shows it.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (sender, stalled) = held;

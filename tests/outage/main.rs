@@ -43,6 +43,7 @@ async fn serial_postgresql_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut saw_not_ready = false;
     while stopped.elapsed() < Duration::from_secs(15) {
         saw_not_ready |= !env.ready().await;
+        // Pacing of the readiness samples: the outage lasts a fixed time, not until an event.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(
@@ -137,7 +138,7 @@ async fn serial_copies_survive_a_broker_restart() {
     rabbitmqctl(&["stop_app"]);
     rabbitmqctl(&["start_app"]);
     rabbitmqctl(&["await_startup"]);
-    // Longer than the 5 s the publisher asked for.
+    // Time itself is the test: longer than the 5 s expiration the publisher asked for.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let broker = env.broker().await;
     for queue in [DLQ, tier] {

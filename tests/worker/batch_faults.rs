@@ -143,7 +143,8 @@ async fn a_vanished_duplicate_does_not_fail_its_committed_batch() {
     broker
         .publish(&bodies[0], properties("tx-block", Some(&replies)))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_for_blocked_by(&holder_block, 1, Duration::from_secs(10))
+        .await;
     broker
         .publish_pipelined(&bodies[1], properties("tx-gone", Some(&replies)))
         .await;
@@ -153,9 +154,13 @@ async fn a_vanished_duplicate_does_not_fail_its_committed_batch() {
             .await;
     }
     broker.confirm_all().await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // All taken by the worker, queued up behind the first batch.
+    broker
+        .wait_for_empty(REQUEST_QUEUE, Duration::from_secs(10))
+        .await;
     holder_block.batch_execute("COMMIT").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_for_blocked_by(&holder_gone, 1, Duration::from_secs(10))
+        .await;
     // The second batch now waits on tx-gone: commit it and purge it in one round trip.
     holder_gone
         .batch_execute(

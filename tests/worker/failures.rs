@@ -23,21 +23,14 @@ async fn a_transient_failure_succeeds_through_retries() {
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
 
-    let lock = env.lock_processed_table().await;
-    broker
-        .publish(
-            &request_body(&ids),
-            properties("tx-transient", Some(&replies)),
-        )
-        .await;
     // Outlast the immediate attempts so the request also takes a delayed-retry tier.
-    env.wait_for_metric(
-        "prereg_sync_retries_total{kind=\"delayed\"}",
+    env.publish_failing_until_delayed_retries(
+        &broker,
+        &request_body(&ids),
+        properties("tx-transient", Some(&replies)),
         1.0,
-        Duration::from_secs(20),
     )
     .await;
-    lock.batch_execute("COMMIT").await.unwrap();
 
     let reply = broker
         .get(&replies, Duration::from_secs(20))
@@ -180,6 +173,7 @@ async fn a_database_outage_holds_messages_and_loses_none() {
                 "ready while the database is down"
             );
         }
+        // Pacing of the readiness samples: the outage lasts a fixed time, not until an event.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(saw_not_ready, "readiness went false during the outage");
@@ -246,7 +240,9 @@ async fn closed_broker_connections_are_survived() {
         .await;
     let sql = "SELECT count(*) FROM prereg.sync_transaction WHERE transaction_id = 'tx-after'";
     env.wait_for_count(sql, 1, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Answered and acked before the stop, which would leave an unfinished delivery unacked.
+    env.wait_for_all_acked(REQUEST_QUEUE, Duration::from_secs(30))
+        .await;
     env.stop_app().await;
 
     assert_eq!(env.rows("processed_prereg_list").await, 2001);
@@ -353,6 +349,7 @@ async fn restart_until_the_poison_is_dead_lettered(env: &TestEnv, broker: &Broke
             if alive_for > Duration::from_secs(5) {
                 break None;
             }
+            // Pacing of the exit polls: the crash comes at no event the test can wait on.
             std::thread::sleep(Duration::from_millis(100));
             alive_for += Duration::from_millis(100);
         };
@@ -438,9 +435,11 @@ async fn a_worker_started_before_its_services_waits_for_them() {
         format!("amqp://guest:guest@127.0.0.1:{}/{}", mq.port(), env.vhost),
     );
     env.start_app().await;
+    // Time for connection attempts to fail: "still not ready" marks no event to wait on.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!env.ready().await, "not ready without its services");
     pg.restore();
+    // As above: the worker must stay not ready through this window.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!env.ready().await, "not ready without the broker");
     mq.restore();

@@ -20,13 +20,9 @@ async fn duplicates_write_once_and_get_identical_replies() {
             .await;
         // Sequential, so the second and third are duplicates of a committed transaction: each
         // is sent once the one before it is answered (a reply follows the commit).
-        wait_until(
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            "a request of tx-dup never answered",
-            async || broker.depth(&replies).await >= sent,
-        )
-        .await;
+        broker
+            .wait_for_depth(&replies, sent, Duration::from_secs(30))
+            .await;
     }
     let got = broker.get_n(&replies, 3, Duration::from_secs(30)).await;
     assert!(

@@ -10,8 +10,9 @@ const CONFIGURE: &str = r"^prereg\.reverse-sync(\..+)?$";
 const WRITE: &str = r"^(amq\.default|prereg\.reverse-sync(\..+)?)$";
 const READ: &str = r"^prereg\.reverse-sync(\..+)?$";
 
+/// Removes the PostgreSQL role when dropped; the broker user removes itself.
 pub(crate) struct Cleanup {
-    user: String,
+    _broker_user: BrokerUser,
     role: String,
     database: String,
 }
@@ -22,9 +23,6 @@ impl Drop for Cleanup {
         reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
     )]
     fn drop(&mut self) {
-        let _ = rabbitmqctl_command()
-            .args(["delete_user", &self.user])
-            .output();
         let sql = format!("DROP OWNED BY {0}; ", self.role);
         let _ = psql(&self.database).args(["-c", &sql]).output();
         let _ = psql("postgres")
@@ -38,23 +36,20 @@ impl Drop for Cleanup {
 /// the worker at them, with no migration or creation of its own; both are removed when the
 /// returned guard is dropped.
 pub(crate) fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
-    // The guard first: whatever is made below is removed even if a step fails.
+    let broker = BrokerUser::add(
+        env,
+        &format!("prs-lp-{}", env.id),
+        "lp-password",
+        [CONFIGURE, WRITE, READ],
+    );
+    env.vars.insert("AMQP_URL".into(), broker.url());
+    // The guard before the role: it is removed even if a step below fails.
     let cleanup = Cleanup {
-        user: format!("prs-lp-{}", env.id),
+        _broker_user: broker,
         role: format!("prs_lp_{}", env.id),
         database: env.database.clone(),
     };
-    let (user, role) = (&cleanup.user, &cleanup.role);
-    rabbitmqctl(&["add_user", user, "lp-password"]);
-    rabbitmqctl(&[
-        "set_permissions",
-        "-p",
-        &env.vhost,
-        user,
-        CONFIGURE,
-        WRITE,
-        READ,
-    ]);
+    let role = &cleanup.role;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/roles/least_privilege.sql");
     must(psql(&env.database).args([
         "-v",
@@ -64,10 +59,6 @@ pub(crate) fn restrict_to_least_privilege(env: &mut TestEnv) -> Cleanup {
         "-f",
         script,
     ]));
-    env.vars.insert(
-        "AMQP_URL".into(),
-        amqp_url(&format!("{user}:lp-password"), &env.vhost),
-    );
     env.vars.insert(
         "DATABASE_URL".into(),
         postgres_url(&format!("{role}:lp-password"), &env.database),

@@ -38,6 +38,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
             Instant::now() < deadline,
             "worker did not exit within {limit:?}"
         );
+        // Pacing of the exit polls: a child's exit cannot be awaited with a deadline here.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -91,8 +92,9 @@ async fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() {
     let mut worker = env.spawn_process(&[], &log);
     let n = wait_for_transactions(&env, REQUESTS as i64, Duration::from_secs(120)).await;
     assert_eq!(n, REQUESTS as i64, "all stored after restart");
-    // Let the last replies and acks go out before stopping.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The last replies and acks out before the stop.
+    env.wait_for_all_acked(REQUEST_QUEUE, Duration::from_secs(30))
+        .await;
     terminate(&worker);
     assert!(wait_exit(&mut worker, Duration::from_secs(30)).success());
     assert_complete(&env, &broker, &ids).await;
@@ -123,7 +125,8 @@ async fn sigterm_mid_stream_exits_zero_and_answers_everything_once() {
 
     let mut worker = env.spawn_process(&[], &log);
     wait_for_transactions(&env, REQUESTS as i64, Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_for_all_acked(REQUEST_QUEUE, Duration::from_secs(30))
+        .await;
     terminate(&worker);
     assert!(wait_exit(&mut worker, Duration::from_secs(30)).success());
     let answered = assert_complete(&env, &broker, &ids).await;

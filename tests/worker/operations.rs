@@ -49,13 +49,9 @@ pub(crate) async fn dead_letter_some(
             )
             .await;
     }
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "requests were not dead-lettered",
-        async || broker.depth(DLQ).await >= (n + m) as u32,
-    )
-    .await;
+    broker
+        .wait_for_depth(DLQ, (n + m) as u32, Duration::from_secs(30))
+        .await;
     unknown
 }
 
@@ -84,10 +80,20 @@ async fn metrics_count_exactly_what_happened() {
     let replies = broker.reply_queue("rp.replies").await;
     publish_one_of_each_outcome(&broker, &ids, &replies).await;
     broker.get_n(&replies, 6, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // An outcome is counted once its ack is sent, after the reply.
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "not every outcome was counted",
+        async || {
+            let text = env.metrics().await;
+            sample_sum(&parse(&text), "prereg_sync_messages_total", None) >= 6.0
+        },
+    )
+    .await;
 
     let text = env.metrics().await;
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    let scrape = parse(&text);
     assert_one_of_each_outcome_counted(&scrape);
     assert_no_identifier_in_labels(&scrape, &ids);
     assert!(!text.contains(&ids[0]), "no PRID anywhere in /metrics");
@@ -112,7 +118,10 @@ async fn publish_one_of_each_outcome(broker: &Broker, ids: &[String], replies: &
             properties("tx-m3", Some(replies)),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // tx-m1 again once the first is answered (stored), so it is a duplicate.
+    broker
+        .wait_for_depth(replies, 3, Duration::from_secs(20))
+        .await;
     broker
         .publish(&request_body(&ids[..2]), properties("tx-m1", Some(replies)))
         .await;
@@ -126,6 +135,11 @@ async fn publish_one_of_each_outcome(broker: &Broker, ids: &[String], replies: &
 }
 
 /// The sum of `name`'s samples (those with `label` when given).
+/// A `/metrics` text, parsed.
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
+}
+
 fn sample_sum(scrape: &Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
     scrape
         .samples
@@ -354,6 +368,7 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
         "--dry-run",
     ]);
     assert!(dry.contains("matched=5 acted=0"), "{dry}");
+    // Nothing marks "not reprocessed": a moved request would be answered within this window.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(broker.depth(DLQ).await, 7, "a dry run moves nothing");
     assert_eq!(broker.depth(&replies).await, 0, "nothing was reprocessed");
@@ -374,7 +389,13 @@ async fn dlq_replay_moves_exactly_what_matches_and_it_is_processed() {
     for reply in &answered {
         assert_eq!(error_code(reply), "", "replayed requests succeed");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Acked, so counted: the replayed requests are done with.
+    env.wait_for_metric(
+        "prereg_sync_messages_total{outcome=\"stored\"}",
+        3.0,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(broker.depth(DLQ).await, 4);
     assert_eq!(env.rows("sync_transaction").await, 3);
     assert_eq!(
@@ -417,16 +438,20 @@ async fn a_replay_killed_midway_loses_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        "replay did not start",
-        async || broker.depth(REQUEST_QUEUE).await >= 10,
-    )
-    .await;
+    // The replay has started.
+    broker
+        .wait_for_depth(REQUEST_QUEUE, 10, Duration::from_secs(30))
+        .await;
     child.kill().unwrap(); // SIGKILL midway
     child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker has closed the killed connection: what it held unacked is back in the DLQ.
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "fewer than 60 messages in the two queues: held by the killed replay, or lost",
+        async || broker.depth(REQUEST_QUEUE).await + broker.depth(DLQ).await >= 60,
+    )
+    .await;
     let moved = broker.depth(REQUEST_QUEUE).await;
     let left = broker.depth(DLQ).await;
     assert!(moved < 60, "killed midway ({moved} moved)");

@@ -37,6 +37,7 @@ async fn a_read_only_database_is_an_outage_not_a_ready_worker() {
     broker
         .publish(&request_body(&ids), properties("tx-ro", Some(&replies)))
         .await;
+    // "Held" is no event: a dead-letter or a ready worker would show within this window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!env.ready().await);
     assert_eq!(broker.depth(DLQ).await, 0, "held, not dead-lettered");

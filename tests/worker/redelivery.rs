@@ -25,17 +25,13 @@ async fn request_age_is_judged_once() {
     let body = String::from_utf8(request_body(&ids))
         .unwrap()
         .replace(REQUEST_TIME, &now);
-    let lock = env.lock_processed_table().await;
-    broker
-        .publish(body.as_bytes(), properties("tx-aging", Some(&replies)))
-        .await;
-    env.wait_for_metric(
-        "prereg_sync_retries_total{kind=\"delayed\"}",
+    env.publish_failing_until_delayed_retries(
+        &broker,
+        body.as_bytes(),
+        properties("tx-aging", Some(&replies)),
         2.0,
-        Duration::from_secs(20),
     )
     .await;
-    lock.batch_execute("COMMIT").await.unwrap();
     // The last attempt comes from the 4 s tier, past the 3 s age limit.
     let reply = broker
         .get(&replies, Duration::from_secs(20))

@@ -8,36 +8,33 @@ use support::*;
 /// A broker user with a distinctive password and a database URL with another, installed in
 /// the environment; the user is removed on drop.
 struct Credentials {
-    user: String,
-    password: String,
+    broker: BrokerUser,
     pg_password: String,
 }
 
 impl Credentials {
     fn install(env: &mut TestEnv) -> Credentials {
-        let user = format!("prs-secret-{}", env.id);
-        let password = format!("S3cret-{}-pw", env.id);
-        let pg_password = format!("PgS3cret-{}-pw", env.id);
-        rabbitmqctl(&["add_user", &user, &password]);
-        rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
-        env.vars.insert(
-            "AMQP_URL".into(),
-            amqp_url(&format!("{user}:{password}"), &env.vhost),
+        let broker = BrokerUser::add(
+            env,
+            &format!("prs-secret-{}", env.id),
+            &format!("S3cret-{}-pw", env.id),
+            ALL_PERMISSIONS,
         );
+        let pg_password = format!("PgS3cret-{}-pw", env.id);
+        env.vars.insert("AMQP_URL".into(), broker.url());
         env.vars.insert(
             "DATABASE_URL".into(),
             postgres_url(&format!("postgres:{pg_password}"), &env.database),
         );
         Credentials {
-            user,
-            password,
+            broker,
             pg_password,
         }
     }
 
     /// Panics if either password is in `text`, which is `what`.
     fn assert_not_in(&self, what: &str, text: &str) {
-        for secret in [&self.password, &self.pg_password] {
+        for secret in [&self.broker.password, &self.pg_password] {
             assert!(
                 !text.contains(secret.as_str()),
                 "a password leaked into {what}:\n{text}"
@@ -46,23 +43,11 @@ impl Credentials {
     }
 }
 
-impl Drop for Credentials {
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
-    )]
-    fn drop(&mut self) {
-        let _ = rabbitmqctl_command()
-            .args(["delete_user", &self.user])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
     let mut env = TestEnv::new();
     let credentials = Credentials::install(&mut env);
-    let (password, pg_password) = (&credentials.password, &credentials.pg_password);
+    let (password, pg_password) = (&credentials.broker.password, &credentials.pg_password);
     env.migrate().await;
     let ids = prids(5);
     env.seed_applications(&ids[..4]).await;
@@ -82,21 +67,8 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
         (request_body(&ids[4..]), "tx-c"),
         (b"{\"broken".to_vec(), "tx-d"),
     ];
-    // The worker declares the topology; wait for it before publishing.
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "worker never connected",
-        async || {
-            env.count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'prereg-sync'",
-            )
-            .await
-                != 0
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The worker declares the topology; wait for it to consume before publishing.
+    wait_for_consumer(&broker).await;
     for (body, tx) in &cases {
         broker.publish(body, properties(tx, Some(&replies))).await;
     }
@@ -147,6 +119,17 @@ async fn trace_logs_and_audit_hold_no_prid_body_or_password() {
             "a PRID in the audit trail"
         );
     }
+}
+
+/// Waits until the worker process consumes the request queue.
+async fn wait_for_consumer(broker: &Broker) {
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "the worker never consumed",
+        async || broker.consumers(REQUEST_QUEUE).await > 0,
+    )
+    .await;
 }
 
 /// The logs, followed by every byte array (`[123, 34, …]`), hex run and base64 run in them
@@ -206,7 +189,8 @@ async fn assert_no_password_from_a_running_worker(env: &mut TestEnv, credentials
     env.stop_app().await;
     let log = std::env::temp_dir().join(format!("prs-{}-leak.log", env.id));
     let mut worker = env.spawn_process(&[("RUST_LOG", "trace")], &log);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Consuming: the start-up logs, the configuration dump among them, are written.
+    wait_for_consumer(&env.broker().await).await;
     terminate(&worker);
     assert!(worker.wait().unwrap().success());
     let logs = std::fs::read_to_string(&log).unwrap();
@@ -217,14 +201,13 @@ async fn assert_no_password_from_a_running_worker(env: &mut TestEnv, credentials
 /// Errors: a refused login, an unreachable database, a malformed URL.
 fn assert_no_password_in_errors(env: &TestEnv, credentials: &Credentials) {
     let Credentials {
-        user,
-        password,
+        broker,
         pg_password,
     } = credentials;
     let mut wrong = env.vars.clone();
     wrong.insert(
         "AMQP_URL".into(),
-        amqp_url(&format!("{user}:{password}x"), &env.vhost),
+        amqp_url(&format!("{}:{}x", broker.name, broker.password), &env.vhost),
     );
     wrong.insert(
         "DATABASE_URL".into(),

@@ -11,55 +11,30 @@ use support::*;
 
 use crate::reply_queue::full_reply_queue;
 
-/// A broker user of the registration processor's own, removed on drop.
-struct Publisher {
-    user: String,
-}
-
-impl Publisher {
-    fn add(env: &TestEnv) -> Publisher {
-        let user = format!("prs-rp-{}", env.id);
-        rabbitmqctl(&["add_user", &user, "rp-password"]);
-        rabbitmqctl(&["set_permissions", "-p", &env.vhost, &user, ".*", ".*", ".*"]);
-        Publisher { user }
-    }
-
-    async fn connect(&self, env: &TestEnv) -> Broker {
-        let url = amqp_url(&format!("{}:rp-password", self.user), &env.vhost);
-        Broker::connect_url(&url).await
-    }
-}
-
-impl Drop for Publisher {
-    #[allow(
-        clippy::let_underscore_must_use,
-        reason = "cleanup at best: a drop, maybe while a failed assertion unwinds, cannot fail the test"
-    )]
-    fn drop(&mut self) {
-        let _ = rabbitmqctl_command()
-            .args(["delete_user", &self.user])
-            .output();
-    }
-}
-
 /// 3 invalid requests published with the publisher's `user_id` among 20 valid ones: the 3 are
 /// dead-lettered (the copy keeps the user as a header) and every valid one is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publishers_user_id_never_stops_a_copy() {
     let mut env = TestEnv::new();
     env.spawn_app().await;
-    let publisher = Publisher::add(&env);
+    // The registration processor's own broker user.
+    let publisher = BrokerUser::add(
+        &env,
+        &format!("prs-rp-{}", env.id),
+        "rp-password",
+        ALL_PERMISSIONS,
+    );
     let broker = env.broker().await;
     let replies = broker.reply_queue("rp.replies").await;
     let ids = prids(20);
     env.seed_applications(&ids).await;
-    let rp = publisher.connect(&env).await;
+    let rp = Broker::connect_url(&publisher.url()).await;
     let invalid = String::from_utf8(request_body(&prids(1)))
         .unwrap()
         .replace("\"1.0\"", "\"9.9\"");
     for (i, id) in ids.iter().enumerate() {
         let props = |tx: String| {
-            properties(&tx, Some(&replies)).with_user_id(publisher.user.as_str().into())
+            properties(&tx, Some(&replies)).with_user_id(publisher.name.as_str().into())
         };
         rp.publish(
             &request_body(std::slice::from_ref(id)),
@@ -82,7 +57,7 @@ async fn a_publishers_user_id_never_stops_a_copy() {
         assert_eq!(copy.properties.user_id(), &None);
         assert_eq!(
             header_str(copy, "x-original-user-id").as_deref(),
-            Some(publisher.user.as_str())
+            Some(publisher.name.as_str())
         );
     }
     env.stop_app().await;
@@ -110,13 +85,7 @@ async fn copies_never_carry_sender_selected_routing() {
             .publish(&request_body(std::slice::from_ref(id)), props)
             .await;
     }
-    wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "requests were not dead-lettered",
-        async || broker.depth(DLQ).await >= 3,
-    )
-    .await;
+    broker.wait_for_depth(DLQ, 3, Duration::from_secs(30)).await;
     env.cli_ok(&["dlq", "list"]);
     assert_eq!(broker.depth(DLQ).await, 3);
     assert_eq!(

@@ -77,7 +77,8 @@ async fn shutdown_takes_at_most_the_grace_period() {
     // Stores and the job's next chunk both wait on this lock, far past the grace period.
     let lock = env.lock_processed_table().await;
     broker.publish_stream(&ids, 1, REPLY_QUEUE).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_for_blocked_by(&lock, 2, Duration::from_secs(30))
+        .await;
     let started = Instant::now();
     stop.cancel();
     running.await.unwrap().unwrap();

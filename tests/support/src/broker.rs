@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm,
+    BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm, Queue,
     message::Delivery,
     options::{
         BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -15,9 +15,9 @@ use lapin::{
 };
 
 use crate::{
-    TestEnv, amqp_url, properties,
+    TestEnv, amqp_url, properties, rabbitmqctl,
     reply::{check_reply, error_code, header_str},
-    request_body,
+    request_body, wait_until,
 };
 
 pub const EXCHANGE: &str = "prereg.reverse-sync";
@@ -41,6 +41,37 @@ impl TestEnv {
             .await
             .unwrap();
         let _ = connection.close(200, "".into()).await;
+    }
+
+    /// Waits until every message of `queue` is acked: none ready, none delivered and unacked.
+    /// Panics after `limit`.
+    pub async fn wait_for_all_acked(&self, queue: &str, limit: Duration) {
+        let failure = format!("messages of {queue} left unacked for {limit:?}");
+        wait_until(limit, Duration::from_millis(200), &failure, async || {
+            self.messages(queue) == 0
+        })
+        .await;
+    }
+
+    /// Messages in `queue` of the test's vhost, ready or delivered and not yet acked, as
+    /// `rabbitmqctl list_queues` counts them (an AMQP client sees only the ready ones).
+    fn messages(&self, queue: &str) -> u64 {
+        let listing = rabbitmqctl(&[
+            "-q",
+            "list_queues",
+            "-p",
+            &self.vhost,
+            "--no-table-headers",
+            "name",
+            "messages",
+        ]);
+        listing
+            .lines()
+            .find_map(|line| {
+                let (name, count) = line.split_once('\t')?;
+                (name == queue).then(|| count.trim().parse().expect("a message count"))
+            })
+            .unwrap_or_else(|| panic!("queue {queue} not listed:\n{listing}"))
     }
 }
 
@@ -162,6 +193,7 @@ impl Broker {
             if Instant::now() >= deadline {
                 return None;
             }
+            // The pacing of the polls: `basic_get` answers at once, empty or not.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -206,10 +238,43 @@ impl Broker {
         out
     }
 
-    /// Message count of a queue (passive declare).
+    /// Message count of a queue (passive declare): the ready messages, not those delivered
+    /// and unacked.
     pub async fn depth(&self, queue: &str) -> u32 {
+        self.declared(queue)
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
+            .message_count()
+    }
+
+    /// Waits until `queue` holds at least `at_least` ready messages; panics after `limit`.
+    pub async fn wait_for_depth(&self, queue: &str, at_least: u32, limit: Duration) {
+        let failure = format!("{queue} held fewer than {at_least} messages for {limit:?}");
+        wait_until(limit, Duration::from_millis(50), &failure, async || {
+            self.depth(queue).await >= at_least
+        })
+        .await;
+    }
+
+    /// Waits until `queue` holds no ready message (all taken); panics after `limit`.
+    pub async fn wait_for_empty(&self, queue: &str, limit: Duration) {
+        let failure = format!("messages left in {queue} for {limit:?}");
+        wait_until(limit, Duration::from_millis(50), &failure, async || {
+            self.depth(queue).await == 0
+        })
+        .await;
+    }
+
+    /// Consumers of a queue (passive declare); 0 while the queue is not declared yet.
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.declared(queue).await.map_or(0, |q| q.consumer_count())
+    }
+
+    /// What a passive declare of `queue` says, on a channel of its own (a missing queue closes
+    /// it).
+    async fn declared(&self, queue: &str) -> Result<Queue, lapin::Error> {
         let channel = self.connection.create_channel().await.unwrap();
-        let q = channel
+        let declared = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -218,9 +283,10 @@ impl Broker {
                 },
                 FieldTable::default(),
             )
-            .await
-            .unwrap();
-        let _ = channel.close(200, "".into()).await;
-        q.message_count()
+            .await;
+        if declared.is_ok() {
+            let _ = channel.close(200, "".into()).await;
+        }
+        declared
     }
 }

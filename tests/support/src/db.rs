@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::TestEnv;
+use lapin::BasicProperties;
+
+use crate::{Broker, TestEnv};
 
 impl TestEnv {
     /// A session on the test's database.
@@ -54,6 +56,7 @@ impl TestEnv {
                 Instant::now() < deadline,
                 "{sql} stayed at {n} < {at_least} for {limit:?}"
             );
+            // The pacing of the polls: a count changes with no event the test can await.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -69,5 +72,40 @@ impl TestEnv {
             .await
             .unwrap();
         client
+    }
+
+    /// Waits until `sessions` sessions wait on a lock `holder` (a session of the test's) holds:
+    /// the worker has reached the statement the test holds up. Panics after `limit`.
+    pub async fn wait_for_blocked_by(&self, holder: &Client, sessions: i64, limit: Duration) {
+        let row = holder
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        let pid: i32 = row.get(0);
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {pid} = ANY(pg_blocking_pids(pid))"
+        );
+        self.wait_for_count(&sql, sessions, limit).await;
+    }
+
+    /// Publishes a request that cannot be stored until it has taken `delayed` delayed-retry
+    /// tiers: the processed table stays locked (every store times out, under a short statement
+    /// timeout) until the worker counts that many delayed retries.
+    pub async fn publish_failing_until_delayed_retries(
+        &self,
+        broker: &Broker,
+        body: &[u8],
+        properties: BasicProperties,
+        delayed: f64,
+    ) {
+        let lock = self.lock_processed_table().await;
+        broker.publish(body, properties).await;
+        self.wait_for_metric(
+            "prereg_sync_retries_total{kind=\"delayed\"}",
+            delayed,
+            Duration::from_secs(20),
+        )
+        .await;
+        lock.batch_execute("COMMIT").await.unwrap();
     }
 }

@@ -9,6 +9,7 @@
 //! - `app`: the worker under test, in process or as the real binary, and its HTTP endpoints;
 //! - `db`: the test's own queries;
 //! - `broker`: the contract's names and a test-side AMQP client;
+//! - `broker_user`: a RabbitMQ user of a test's own, deleted when dropped;
 //! - `fixtures`: PRIDs, requests and the rows that make them known;
 //! - `reply`: what a reply says, the replies of a stream by transaction, and the JSON Schemas
 //!   every received reply is checked against;
@@ -19,6 +20,7 @@
 
 mod app;
 mod broker;
+mod broker_user;
 mod db;
 mod env;
 mod fixtures;
@@ -31,6 +33,7 @@ mod wait;
 
 pub use app::{metric_at, prereg_sync, terminate};
 pub use broker::{Broker, DLQ, EXCHANGE, REPLY_QUEUE, REQUEST_QUEUE, ROUTING_KEY};
+pub use broker_user::{ALL_PERMISSIONS, BrokerUser};
 pub use env::{TestEnv, config_dir, default_settings, must};
 pub use fixtures::{
     REQUEST_TIME, derived_transaction_id, now_utc, prids, properties, request_body,

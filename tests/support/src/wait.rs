@@ -13,6 +13,7 @@ pub async fn wait_until(
     let deadline = Instant::now() + limit;
     while !done().await {
         assert!(Instant::now() < deadline, "{failure}");
+        // The pacing of the polls: `done` is the condition, and it has no event to await.
         tokio::time::sleep(every).await;
     }
 }
