@@ -62,10 +62,10 @@ impl Supervisor {
         handler: Arc<Handler>,
         health: Health,
         metrics: Metrics,
-    ) -> anyhow::Result<Supervisor> {
-        let nodes = Nodes::parse(&amqp.url)?;
+    ) -> Supervisor {
+        let nodes = Nodes::new(amqp.nodes.clone());
         metrics.broker_node(None, nodes.count());
-        Ok(Supervisor {
+        Supervisor {
             amqp,
             nodes,
             retry_delays,
@@ -74,7 +74,7 @@ impl Supervisor {
             handler,
             health,
             metrics,
-        })
+        }
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for
