@@ -20,12 +20,13 @@ use serde::Deserialize;
 
 pub use self::node_list::NodeList;
 pub(crate) use self::redact::redact_url;
-// The TLS settings are part of `Settings`, so public with it; `tls` itself is crate-private.
+// The ingress's and the TLS settings are part of `Settings`, so public with it; `ingress` and
+// `tls` themselves are crate-private.
 pub use crate::ingress::settings::{
-    AuthSettings, IngressSection, IngressSettings, JwtSettings, KeySource, ServerTls,
+    AuthSettings, IngressSection, IngressSettings, JwtSettings, KeySource,
 };
 use crate::message::ValidationRules;
-pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings};
+pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings, ServerTls};
 
 mod de;
 mod load;
