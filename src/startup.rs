@@ -126,7 +126,7 @@ impl Application {
                 pool.clone(),
                 health.clone(),
                 metrics,
-            )?)
+            ))
         } else {
             None
         };

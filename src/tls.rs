@@ -14,7 +14,6 @@ use rustls::{
     server::WebPkiClientVerifier,
 };
 
-use crate::config::ServerTls;
 use serde::Deserialize;
 
 /// `[amqp.tls]`: applies when `amqp.url` is `amqps://…`.
@@ -48,6 +47,15 @@ pub enum PostgresTlsMode {
 pub struct PostgresTlsSettings {
     pub mode: PostgresTlsMode,
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `[ingress.tls]` once checked (`ingress::settings`): the listener's certificate and key.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// When set, clients must present a certificate this CA signed.
+    pub client_ca_file: Option<std::path::PathBuf>,
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

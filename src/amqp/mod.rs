@@ -56,7 +56,7 @@ pub fn reserve_frame_parsing_stack() {
 /// for the one-shot commands (`dlq`, `loadgen`). The worker walks the nodes itself
 /// (`Nodes`), with back-off between attempts.
 pub async fn connect(settings: &AmqpSettings) -> anyhow::Result<Connection> {
-    let nodes = Nodes::parse(&settings.url)?;
+    let nodes = Nodes::new(settings.nodes.clone());
     let mut attempt = 1;
     loop {
         match connect_to(settings, &nodes).await {

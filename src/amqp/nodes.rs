@@ -10,9 +10,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lapin::uri::AMQPUri;
-use secrecy::SecretString;
 
-use crate::config::node_list::{NodeList, NodeListError};
+use crate::config::NodeList;
 
 /// The configured nodes and the one in use. Deliberately not `Debug`: the URIs hold passwords.
 pub(crate) struct Nodes {
@@ -21,13 +20,12 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
-    /// Parses the comma-separated list; starts at a random node.
-    pub(crate) fn parse(urls: &SecretString) -> Result<Nodes, NodeListError> {
-        let list = NodeList::parse(urls)?;
-        Ok(Nodes {
+    /// Starts at a random node of `list`.
+    pub(crate) fn new(list: NodeList) -> Nodes {
+        Nodes {
             current: AtomicUsize::new(rand::random_range(0..list.count())),
             list,
-        })
+        }
     }
 
     /// How many nodes are configured.
@@ -61,8 +59,8 @@ impl Nodes {
 mod tests {
     use super::*;
 
-    fn nodes(list: &str) -> Result<Nodes, NodeListError> {
-        Nodes::parse(&SecretString::from(list))
+    fn nodes(list: &str) -> Result<Nodes, crate::config::node_list::NodeListError> {
+        crate::config::node_list::tests::parse(list).map(Nodes::new)
     }
 
     #[test]

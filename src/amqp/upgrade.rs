@@ -131,8 +131,10 @@ async fn drain_and_delete(
 }
 
 /// Moves every message from `from` to `to` (through the default exchange), each confirmed
-/// before the original is acked; the broker-owned headers are dropped (their count kept) and
-/// the copy made persistent without `expiration`, as every copy the worker publishes.
+/// before the original is acked, with [`headers::moved_properties`]: the broker-owned headers
+/// dropped (their count kept), and like every copy the worker publishes persistent, without
+/// `expiration`, and with headers past the 16 KiB budget dropped (counted in
+/// `x-dropped-headers`).
 async fn drain(
     connection: &Connection,
     publisher: &Publisher,
@@ -147,7 +149,7 @@ async fn drain(
         .context("taking a message")?
     {
         let delivery = message.delivery;
-        let properties = headers::without_broker_headers(&delivery.properties);
+        let properties = headers::moved_properties(&delivery.properties);
         match publisher
             .publish("", to, &delivery.data, properties)
             .await

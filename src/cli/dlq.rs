@@ -279,10 +279,12 @@ impl ReplayArgs {
         }
         let options = self.rework.options(json, "dlq replay");
         let mode = Rework::Replay { rate: self.rate };
-        let would = would("replay");
+        let on_dry_run_match = print_dry_run_match("replay");
         let summary = match &self.from_file {
-            Some(file) => dlq::replay_file(settings, self.rate, &options, file, would).await?,
-            None => dlq::rework(settings, mode, &options, would).await?,
+            Some(file) => {
+                dlq::replay_file(settings, self.rate, &options, file, on_dry_run_match).await?
+            }
+            None => dlq::rework(settings, mode, &options, on_dry_run_match).await?,
         };
         summary_output("replayed", &options, &summary)
     }
@@ -305,7 +307,13 @@ impl DeleteArgs {
         )?;
         self.rework.require_filter_or_all("dlq delete")?;
         let options = self.rework.options(json, "dlq delete");
-        let summary = dlq::rework(settings, Rework::Delete, &options, would("delete")).await?;
+        let summary = dlq::rework(
+            settings,
+            Rework::Delete,
+            &options,
+            print_dry_run_match("delete"),
+        )
+        .await?;
         summary_output("deleted", &options, &summary)
     }
 }
@@ -315,7 +323,7 @@ impl DeleteArgs {
     clippy::print_stdout,
     reason = "a dry run's findings, for the operator"
 )]
-fn would(verb: &'static str) -> impl FnMut(&Row) {
+fn print_dry_run_match(verb: &'static str) -> impl FnMut(&Row) {
     move |row| {
         let id = row.transaction_id.as_deref().unwrap_or("-");
         println!("would {verb} {id}");

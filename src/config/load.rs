@@ -148,9 +148,9 @@ mod tests {
     #[test]
     fn url_file_is_read_and_trimmed() {
         let path = std::env::temp_dir().join(format!("prs-url-{}", uuid::Uuid::new_v4()));
-        std::fs::write(&path, "amqp://a:b@h/v\n").unwrap();
-        let settings = load(&[("AMQP_URL_FILE", path.to_str().unwrap())]).unwrap();
-        assert_eq!(settings.amqp.url.expose_secret(), "amqp://a:b@h/v");
+        std::fs::write(&path, "postgres://a:b@h/v\n").unwrap();
+        let settings = load(&[("DATABASE_URL_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(settings.database.url.expose_secret(), "postgres://a:b@h/v");
         std::fs::remove_file(path).unwrap();
     }
 
@@ -169,20 +169,54 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_list_comes_from_any_layer_and_is_checked() {
+    fn a_broker_list_comes_from_any_layer_and_is_parsed() {
         let list = "amqp://u:s3cret@a:5681/v,amqp://u:s3cret@b:5682/v";
+        let nodes = |settings: &Settings| {
+            let nodes = &settings.amqp.nodes;
+            (0..nodes.count())
+                .map(|i| {
+                    format!(
+                        "{}:{}",
+                        nodes.get(i).authority.host,
+                        nodes.get(i).authority.port
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         for variable in ["AMQP_URL", "PREREG_SYNC__AMQP__URL"] {
             let settings = load(&[(variable, list)]).unwrap();
-            assert_eq!(settings.amqp.url.expose_secret(), list, "{variable}");
+            assert_eq!(nodes(&settings), ["a:5681", "b:5682"], "{variable}");
             assert!(!settings.redacted_summary().contains("s3cret"));
         }
         let path = std::env::temp_dir().join(format!("prs-url-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, format!("{list}\n")).unwrap();
         let settings = load(&[("AMQP_URL_FILE", path.to_str().unwrap())]).unwrap();
-        assert_eq!(settings.amqp.url.expose_secret(), list);
+        assert_eq!(nodes(&settings), ["a:5681", "b:5682"]);
         std::fs::remove_file(path).unwrap();
-        let err = load(&[("AMQP_URL", "amqp://u:s3cret@a/v,")]).unwrap_err();
-        assert!(!format!("{err:#}").contains("s3cret"), "{err:#}");
+    }
+
+    #[test]
+    fn a_bad_broker_entry_fails_loading_named_by_its_position() {
+        for variable in ["AMQP_URL", "PREREG_SYNC__AMQP__URL"] {
+            let err = format!(
+                "{:#}",
+                load(&[(variable, "amqp://u:s3cret@a/v,http://u:s3cret@b")]).unwrap_err()
+            );
+            assert_eq!(
+                err,
+                "invalid configuration: entry 2 of 2 is not a valid AMQP URL for key `amqp.url`",
+                "{variable}"
+            );
+            let err = format!(
+                "{:#}",
+                load(&[(variable, "amqp://u:s3cret@a/v,")]).unwrap_err()
+            );
+            assert!(
+                err.ends_with("entry 2 of 2 is not a valid AMQP URL for key `amqp.url`"),
+                "{err}"
+            );
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

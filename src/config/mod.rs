@@ -3,8 +3,11 @@
 //! `*_FILE` variants), then `PREREG_SYNC__<SECTION>__<KEY>` variables.
 //!
 //! Every struct denies unknown keys so a typo is an error naming the key rather than a default
-//! silently in force. The two URLs carry credentials, so they are [`SecretString`]s: `Debug` prints
-//! them redacted and `redact_url` is the only way they reach a log line.
+//! silently in force. A setting with a type of its own (a cron schedule, a regex, `amqp.url`'s
+//! nodes) is parsed into it here, once: a bad value fails loading, and the code that uses it
+//! cannot fail on it. The two URLs carry credentials, so they are held as [`SecretString`]s
+//! (`amqp.url` inside its [`NodeList`]): `Debug` never prints them and `redact_url` is the only
+//! way they reach a log line.
 //!
 //! The sections are here; reading the layers is `load.rs`. `[validation]` deserialises into
 //! [`ValidationRules`], owned by `message` with the code that applies them.
@@ -15,14 +18,15 @@ use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use self::node_list::NodeList;
+pub use self::node_list::NodeList;
 pub(crate) use self::redact::redact_url;
-// The TLS settings are part of `Settings`, so public with it; `tls` itself is crate-private.
+// The ingress's and the TLS settings are part of `Settings`, so public with it; `ingress` and
+// `tls` themselves are crate-private.
 pub use crate::ingress::settings::{
-    AuthSettings, IngressSection, IngressSettings, JwtSettings, KeySource, ServerTls,
+    AuthSettings, IngressSection, IngressSettings, JwtSettings, KeySource,
 };
 use crate::message::ValidationRules;
-pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings};
+pub use crate::tls::{AmqpTlsSettings, PostgresTlsMode, PostgresTlsSettings, ServerTls};
 
 mod de;
 mod load;
@@ -49,7 +53,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
-    pub url: SecretString,
+    /// `amqp.url`: one broker URL, or a cluster's nodes separated by commas.
+    #[serde(rename = "url", deserialize_with = "node_list::deserialize")]
+    pub nodes: NodeList,
     pub connection_name: String,
     pub exchange: String,
     pub routing_key: String,
@@ -187,7 +193,6 @@ impl Settings {
             "worker.concurrency must be at least 1"
         );
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
-        NodeList::parse(&self.amqp.url)?;
         anyhow::ensure!(
             self.database.pool_size > 0,
             "database.pool_size must be at least 1"
@@ -207,16 +212,16 @@ impl Settings {
         Ok(())
     }
 
-    /// The effective configuration as TOML-ish lines with credentials redacted, for `--help`
-    /// style dumps and start-up logs.
+    /// A few key settings on one line, `key=value` separated by spaces, the URLs with their
+    /// passwords redacted: the start-up log's `config` field. Not the whole configuration.
     #[allow(
         clippy::disallowed_methods,
-        reason = "the URLs are exposed only to be redacted"
+        reason = "the URL is exposed only to be redacted"
     )]
     pub fn redacted_summary(&self) -> String {
         format!(
             "amqp.url={} database.url={} prefetch={} concurrency={} pool_size={} queue_type={:?}",
-            redact_url(self.amqp.url.expose_secret()),
+            self.amqp.nodes.redacted(),
             redact_url(self.database.url.expose_secret()),
             self.amqp.prefetch,
             self.worker.concurrency,

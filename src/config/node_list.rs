@@ -1,31 +1,54 @@
 //! `amqp.url` as a list of broker nodes: one URL, or the nodes of one cluster separated by
-//! commas. Parsed here, with the settings, so a bad entry fails loading the configuration;
-//! [`crate::amqp::nodes`] walks the parsed list.
+//! commas. Parsed once, while the settings are deserialised, so a bad entry fails loading the
+//! configuration and everything after holds nodes that parsed; [`crate::amqp::nodes`] walks
+//! the list.
 
 use lapin::uri::AMQPUri;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, de::Error};
 
-/// Why `amqp.url` cannot be used. Never carries the URL: it holds the password.
+use super::redact_url;
+
+/// Why `amqp.url` cannot be used. Never carries the URL: it holds the password. The
+/// configuration loader appends the key (`for key `amqp.url``).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum NodeListError {
-    #[error("amqp.url: entry {position} of {count} is not a valid AMQP URL")]
+    #[error("entry {position} of {count} is not a valid AMQP URL")]
     Invalid { position: usize, count: usize },
 }
 
-/// The nodes of `amqp.url`, in the order listed. Deliberately not `Debug`: the URIs hold
-/// passwords.
-pub(crate) struct NodeList(Vec<AMQPUri>);
+/// The nodes of `amqp.url`, in the order listed (at least one). `Debug` shows only how many:
+/// the URIs hold passwords.
+#[derive(Clone)]
+pub struct NodeList {
+    /// `amqp.url` as written, kept for [`NodeList::redacted`] only.
+    urls: SecretString,
+    nodes: Vec<AMQPUri>,
+}
+
+impl std::fmt::Debug for NodeList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeList")
+            .field("count", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `deserialize_with` glue: `amqp.url` read as a secret and parsed into its nodes.
+pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeList, D::Error> {
+    NodeList::parse(SecretString::deserialize(d)?).map_err(D::Error::custom)
+}
 
 impl NodeList {
     /// Parses the comma-separated list.
-    pub(crate) fn parse(urls: &SecretString) -> Result<NodeList, NodeListError> {
+    fn parse(urls: SecretString) -> Result<NodeList, NodeListError> {
         #[allow(
             clippy::disallowed_methods,
             reason = "parsed into URIs that connect; a URI with an error is reported by its position only"
         )]
         let entries: Vec<&str> = urls.expose_secret().split(',').map(str::trim).collect();
         let count = entries.len();
-        entries
+        let nodes = entries
             .iter()
             .enumerate()
             .map(|(i, entry)| {
@@ -38,27 +61,38 @@ impl NodeList {
                         count,
                     })
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(NodeList)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NodeList { urls, nodes })
     }
 
     /// How many nodes are listed (at least one).
     pub(crate) fn count(&self) -> usize {
-        self.0.len()
+        self.nodes.len()
     }
 
     /// The node at `index` (0-based, below [`NodeList::count`]).
     pub(crate) fn get(&self, index: usize) -> &AMQPUri {
-        &self.0[index]
+        &self.nodes[index]
+    }
+
+    /// The list as written with every password replaced (`redact_url`), for the start-up log.
+    pub(crate) fn redacted(&self) -> String {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the URLs are exposed only to be redacted"
+        )]
+        let urls = self.urls.expose_secret();
+        redact_url(urls)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn parse(list: &str) -> Result<NodeList, NodeListError> {
-        NodeList::parse(&SecretString::from(list))
+    /// A list parsed as `amqp.url` would be, for unit tests across the crate.
+    pub(crate) fn parse(list: &str) -> Result<NodeList, NodeListError> {
+        NodeList::parse(SecretString::from(list))
     }
 
     #[test]
@@ -86,5 +120,12 @@ mod tests {
             .unwrap();
         assert!(!err.to_string().contains("s3cret"), "{err}");
         assert!(err.to_string().contains("entry 2 of 2"), "{err}");
+    }
+
+    #[test]
+    fn debug_and_redacted_never_show_a_password() {
+        let nodes = parse("amqp://u:s3cret@a/v,amqp://u:s3cret@b/v").unwrap();
+        assert_eq!(format!("{nodes:?}"), "NodeList { count: 2, .. }");
+        assert_eq!(nodes.redacted(), "amqp://u:***@a/v,amqp://u:***@b/v");
     }
 }

@@ -111,14 +111,14 @@ pub(crate) async fn export(
 
 /// `dlq replay --from-file`: the matching archived messages published as a replay would
 /// (original exchange and routing key, failure headers removed, `x-replay-count` incremented),
-/// at most `rate` per second; `would` is told each message a dry run would replay. The file is
-/// read line by line and never changed.
+/// at most `rate` per second; `on_dry_run_match` is called with each message a dry run
+/// selects. The file is read line by line and never changed.
 pub(crate) async fn replay_file(
     settings: &Settings,
     rate: Option<f64>,
     options: &ReworkOptions,
     file: &Path,
-    would: impl FnMut(&Row),
+    on_dry_run_match: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
     let reader = Reader {
         lines: BufReader::new(
@@ -138,7 +138,14 @@ pub(crate) async fn replay_file(
     let sink = target
         .as_ref()
         .map(|(queue, auditor)| (Replayer { queue, settings }, auditor));
-    let summary = rework::run(reader, sink, Rework::Replay { rate }, options, would).await?;
+    let summary = rework::run(
+        reader,
+        sink,
+        Rework::Replay { rate },
+        options,
+        on_dry_run_match,
+    )
+    .await?;
     if let Some((queue, _)) = target {
         queue.close().await;
     }

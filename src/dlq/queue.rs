@@ -170,7 +170,7 @@ impl DeadLetterQueue {
             Action::Forward(to) => self.forward(*to, &delivery.data).await?,
             Action::Drop => {}
             Action::Keep => {
-                let properties = headers::without_broker_headers(&delivery.properties);
+                let properties = headers::moved_properties(&delivery.properties);
                 self.publish("", &self.queue, &delivery.data, properties)
                     .await?;
             }

@@ -89,12 +89,12 @@ pub(super) trait Sink<M> {
 }
 
 /// `dlq replay` (`Rework::Replay`) and `dlq delete` (`Rework::Delete`) on the queue's snapshot;
-/// `would` is told each message a dry run would act on.
+/// `on_dry_run_match` is called with each message a dry run selects (and leaves in place).
 pub(crate) async fn rework(
     settings: &Settings,
     mode: Rework,
     options: &ReworkOptions,
-    would: impl FnMut(&Row),
+    on_dry_run_match: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
     let queue = DeadLetterQueue::open(&settings.amqp).await?;
     let auditor = if options.dry_run {
@@ -110,24 +110,32 @@ pub(crate) async fn rework(
         mode,
     };
     let target = auditor.as_ref().map(|auditor| (sink, auditor));
-    let outcome = run(walk, target, mode, options, would).await;
+    let outcome = run(walk, target, mode, options, on_dry_run_match).await;
     queue.close().await;
     outcome
 }
 
 /// The loop: every message of `source` is examined; the selected ones (filter, then limit) are
 /// acted on by `target`'s sink and audited by its auditor, the others kept. Without a target
-/// (a dry run) every message is kept, and `would` is told each selected message.
+/// (a dry run) every message is kept, and `on_dry_run_match` is called with each selected one.
 pub(super) async fn run<S: Source, K: Sink<S::Message>>(
     mut source: S,
     target: Option<(K, &Auditor)>,
     mode: Rework,
     options: &ReworkOptions,
-    mut would: impl FnMut(&Row),
+    mut on_dry_run_match: impl FnMut(&Row),
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let target = target.as_ref().map(|(sink, auditor)| (sink, *auditor));
-    let looped = run_loop(&mut source, target, mode, options, &mut would, &mut summary).await;
+    let looped = run_loop(
+        &mut source,
+        target,
+        mode,
+        options,
+        &mut on_dry_run_match,
+        &mut summary,
+    )
+    .await;
     options.progress.finish();
     if let Some((_, auditor)) = target {
         let completed = looped.is_ok();
@@ -145,7 +153,7 @@ async fn run_loop<S: Source, K: Sink<S::Message>>(
     target: Option<(&K, &Auditor)>,
     mode: Rework,
     options: &ReworkOptions,
-    would: &mut impl FnMut(&Row),
+    on_dry_run_match: &mut impl FnMut(&Row),
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let limit = options.limit.unwrap_or(usize::MAX) as u64;
@@ -157,7 +165,7 @@ async fn run_loop<S: Source, K: Sink<S::Message>>(
         summary.matched += u64::from(selected);
         let Some((sink, auditor)) = target else {
             if selected {
-                would(&row);
+                on_dry_run_match(&row);
             }
             source.keep(message).await?;
             continue;

@@ -93,9 +93,9 @@ impl Link {
         retry_delays: Vec<Duration>,
         health: Health,
         max_waiters: usize,
-    ) -> anyhow::Result<Link> {
-        let nodes = Nodes::parse(&amqp.url)?;
-        Ok(Link(Arc::new(Inner {
+    ) -> Link {
+        let nodes = Nodes::new(amqp.nodes.clone());
+        Link(Arc::new(Inner {
             amqp,
             retry_delays,
             nodes,
@@ -103,7 +103,7 @@ impl Link {
             max_waiters,
             session: RwLock::new(None),
             waiters: Mutex::new(HashMap::new()),
-        })))
+        }))
     }
 
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Vec<u8>>>> {

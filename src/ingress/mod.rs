@@ -95,7 +95,7 @@ impl BoundIngress {
             shared.retry_delays,
             shared.health,
             settings.max_reply_waiters,
-        )?;
+        );
         let stopping = CancellationToken::new();
         let ingress = Arc::new(Ingress {
             link: link.clone(),

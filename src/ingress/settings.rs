@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use crate::tls::ServerTls;
+
 /// `[ingress]` as written: flat keys, as the contract names them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,14 +103,6 @@ pub struct JwtSettings {
 pub enum KeySource {
     File(PathBuf),
     Url(url::Url),
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// When set, clients must present a certificate this CA signed.
-    pub client_ca_file: Option<PathBuf>,
 }
 
 impl TryFrom<RawIngress> for IngressSection {

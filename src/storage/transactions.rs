@@ -157,26 +157,30 @@ impl BatchHandler for Stores {
     type Input = NewTransaction;
     type Output = StoreOutcome;
 
-    async fn handle(&self, news: &[NewTransaction]) -> Result<Vec<Answer<Self>>, StorageError> {
+    async fn handle(&self, batch: &[NewTransaction]) -> Result<Vec<Answer<Self>>, StorageError> {
         #[cfg(feature = "fault-injection")]
-        crate::fault::maybe_panic(news.iter().map(|new| new.transaction_id.as_str()));
+        crate::fault::maybe_panic(
+            batch
+                .iter()
+                .map(|transaction| transaction.transaction_id.as_str()),
+        );
         let mut client = self.pool.get().await?;
         if self.copy_refused.load(Ordering::Relaxed) {
-            let committed = commit(&mut client, news, Method::Insert).await?;
-            return answer_all(&client, news, committed).await;
+            let committed = commit(&mut client, batch, Method::Insert).await?;
+            return answer_all(&client, batch, committed).await;
         }
-        store_all(&self.pool, client, news, &self.copy_refused).await
+        store_all(&self.pool, client, batch, &self.copy_refused).await
     }
 }
 
-/// Stores `news` in one database transaction and answers each, in order, once it is committed.
+/// Stores `batch` in one database transaction and answers each, in order, once it is committed.
 /// After the commit every stored request's answer is final: a failure to read back a duplicate's
 /// record (its row purged in between, the connection lost) fails that duplicate alone, to be
 /// retried from the top, never its committed neighbours.
 ///
 /// Transaction rows go first, in ID order: when a concurrent delivery of the same ID holds its
 /// row, the insert waits for that one to commit; sorted, two writers lock rows in the same
-/// order and cannot deadlock. A transaction ID already recorded, or repeated within `news`,
+/// order and cannot deadlock. A transaction ID already recorded, or repeated within `batch`,
 /// writes nothing and is answered with the recorded transaction.
 ///
 /// The first attempt expects every row to be new, as it almost always is (a redelivery or a
@@ -188,14 +192,14 @@ impl BatchHandler for Stores {
 async fn store_all(
     pool: &Pool,
     mut client: Client,
-    news: &[NewTransaction],
+    batch: &[NewTransaction],
     copy_refused: &AtomicBool,
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
     // Every row new first; a transaction or PRID row already there ends that attempt with a
     // unique violation (nothing else in it can raise one), and the batch is written again by the
     // statements that skip such rows. So is a table COPY cannot write (row-level security:
     // 0A000) in a database customised beyond the contract's schema; that one is remembered.
-    let committed = match commit(&mut client, news, Method::Copy).await {
+    let committed = match commit(&mut client, batch, Method::Copy).await {
         Err(StorageError::Db(err))
             if err.code() == Some(&SqlState::UNIQUE_VIOLATION)
                 || err.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) =>
@@ -204,7 +208,7 @@ async fn store_all(
                 copy_refused.store(true, Ordering::Relaxed);
             }
             tracing::debug!(
-                size = news.len(),
+                size = batch.len(),
                 "a row of the batch is stored already (a PRID, or a concurrent duplicate's transaction), or COPY was refused; writing the batch again with the statements that skip such rows"
             );
             // A COPY that failed part-way can leave its connection out of step with the server
@@ -212,43 +216,43 @@ async fn store_all(
             // this one is closed rather than pooled.
             drop(deadpool_postgres::Object::take(client));
             client = pool.get().await?;
-            commit(&mut client, news, Method::Insert).await?
+            commit(&mut client, batch, Method::Insert).await?
         }
         committed => committed?,
     };
-    answer_all(&client, news, committed).await
+    answer_all(&client, batch, committed).await
 }
 
 /// The answers of a committed batch: each request that wrote its transaction row is stored;
 /// the others are answered with the transaction recorded first.
 async fn answer_all(
     client: &Client,
-    news: &[NewTransaction],
+    batch: &[NewTransaction],
     (inserted, newly_processed): (HashSet<String>, HashMap<String, u64>),
 ) -> Result<Vec<Answer<Stores>>, StorageError> {
     // Requests that wrote nothing: answered with the row that was there first.
-    let mut answered = HashSet::with_capacity(news.len());
-    let first_answers: Vec<bool> = news
+    let mut answered = HashSet::with_capacity(batch.len());
+    let first_answers: Vec<bool> = batch
         .iter()
-        .map(|new| {
-            let id = new.transaction_id.as_str();
+        .map(|transaction| {
+            let id = transaction.transaction_id.as_str();
             inserted.contains(id) && answered.insert(id)
         })
         .collect();
-    let duplicate_ids: Vec<&str> = news
+    let duplicate_ids: Vec<&str> = batch
         .iter()
         .zip(&first_answers)
         .filter(|(_, first)| !**first)
-        .map(|(new, _)| new.transaction_id.as_str())
+        .map(|(transaction, _)| transaction.transaction_id.as_str())
         .collect();
     let recorded = find_all(client, &duplicate_ids)
         .await
         .map_err(|err| (err.class(), err.to_string()));
-    Ok(news
+    Ok(batch
         .iter()
         .zip(first_answers)
-        .map(|(new, first)| {
-            let id = new.transaction_id.as_str();
+        .map(|(transaction, first)| {
+            let id = transaction.transaction_id.as_str();
             if first {
                 let newly_processed = newly_processed.get(id).copied().unwrap_or(0);
                 return Ok(StoreOutcome::Stored { newly_processed });
@@ -277,20 +281,20 @@ async fn answer_all(
 /// and, per ID, how many of its PRIDs were new. Rolled back when it fails.
 async fn commit(
     client: &mut Client,
-    news: &[NewTransaction],
+    batch: &[NewTransaction],
     method: Method,
 ) -> Result<(HashSet<String>, HashMap<String, u64>), StorageError> {
     let tx = client.transaction().await?;
-    let mut seen = HashSet::with_capacity(news.len());
-    let mut firsts: Vec<&NewTransaction> = news
+    let mut seen = HashSet::with_capacity(batch.len());
+    let mut firsts: Vec<&NewTransaction> = batch
         .iter()
-        .filter(|new| seen.insert(new.transaction_id.as_str()))
+        .filter(|transaction| seen.insert(transaction.transaction_id.as_str()))
         .collect();
     firsts.sort_unstable_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
     let inserted = rows::insert_transactions(&tx, &firsts, method).await?;
     let stored: Vec<&NewTransaction> = firsts
         .into_iter()
-        .filter(|new| inserted.contains(new.transaction_id.as_str()))
+        .filter(|transaction| inserted.contains(transaction.transaction_id.as_str()))
         .collect();
     let newly_processed = rows::write(&tx, &stored, method).await?;
     tx.commit().await?;

@@ -51,7 +51,7 @@ impl Worker {
         pool: Pool,
         health: Health,
         metrics: Metrics,
-    ) -> anyhow::Result<Worker> {
+    ) -> Worker {
         warn_if_the_window_can_outgrow(&amqp, worker);
         let amqp = Arc::new(amqp);
         let policy = RetryPolicy::new(retry);
@@ -64,8 +64,8 @@ impl Worker {
             health.clone(),
             metrics.clone(),
         ));
-        let supervisor = Supervisor::new(amqp, worker, retry_delays, handler, health, metrics)?;
-        Ok(Worker { supervisor })
+        let supervisor = Supervisor::new(amqp, worker, retry_delays, handler, health, metrics);
+        Worker { supervisor }
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for

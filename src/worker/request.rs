@@ -79,7 +79,7 @@ impl InboundRequest {
             publisher: session.publisher.clone(),
             started: Instant::now(),
             received_at: Utc::now(),
-            lost: session.lost.clone(),
+            lost: session.publisher_lost.clone(),
             acks: session.acks.clone(),
         }
     }

@@ -30,18 +30,24 @@ pub(super) enum SessionEnd {
 }
 
 /// One connection and what was opened on it. Consuming, publishing and declaring use separate
-/// channels, so a channel-level error on one (a refused declaration, say) cannot take the
-/// others down.
+/// channels (the declaring one is `topology::declare`'s own), so a channel-level error on one
+/// (a refused declaration, say) cannot take the others down.
+///
+/// Two tokens, signalling in opposite directions: `publisher_lost` is raised by a delivery task
+/// and tells the dispatcher to end the session; `ended` is raised by the supervisor once the
+/// session is over and tells the tasks (and the resource-alarm watch) to stop.
 pub(super) struct Session {
     pub(super) connection: Connection,
     pub(super) publisher: Publisher,
-    pub(super) channel: Channel,
+    /// The channel the request queue is consumed (and acked) on.
+    pub(super) consume_channel: Channel,
     pub(super) deliveries: lapin::Consumer,
-    /// Cancelled when the session ends: its tasks stop waiting (and leave their deliveries
-    /// unacked), the resource-alarm watch stops.
+    /// Cancelled by the supervisor when the session ends (shutdown or loss): its tasks stop
+    /// waiting (and leave their deliveries unacked), the resource-alarm watch stops.
     pub(super) ended: CancellationToken,
-    /// Cancelled by a task that finds the publishing channel closed.
-    pub(super) lost: CancellationToken,
+    /// Cancelled by a delivery task that finds the publishing channel closed: the dispatcher
+    /// then ends the session and reconnects (each request's `lost` is a clone of it).
+    pub(super) publisher_lost: CancellationToken,
     /// The consuming channel's acks, coalesced.
     pub(super) acks: AckCoalescer,
 }
@@ -72,14 +78,14 @@ impl Session {
         let publisher = Publisher::open(&connection, settings.publish_timeout)
             .await
             .map_err(unopened)?;
-        let channel = connection.create_channel().await.map_err(unopened)?;
+        let consume_channel = connection.create_channel().await.map_err(unopened)?;
         // QoS before consuming, on every (re)connection: the prefetch window bounds the deliveries
         // held (in count; in bytes only with the broker's max_message_size, see `worker`).
-        channel
+        consume_channel
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await
             .map_err(unopened)?;
-        let deliveries = channel
+        let deliveries = consume_channel
             .basic_consume(
                 settings.request_queue.as_str().into(),
                 "".into(),
@@ -91,10 +97,10 @@ impl Session {
         Ok(Session {
             connection,
             publisher,
-            channel,
+            consume_channel,
             deliveries,
             ended: shutdown.child_token(),
-            lost: CancellationToken::new(),
+            publisher_lost: CancellationToken::new(),
             acks: AckCoalescer::default(),
         })
     }

@@ -62,10 +62,10 @@ impl Supervisor {
         handler: Arc<Handler>,
         health: Health,
         metrics: Metrics,
-    ) -> anyhow::Result<Supervisor> {
-        let nodes = Nodes::parse(&amqp.url)?;
+    ) -> Supervisor {
+        let nodes = Nodes::new(amqp.nodes.clone());
         metrics.broker_node(None, nodes.count());
-        Ok(Supervisor {
+        Supervisor {
             amqp,
             nodes,
             retry_delays,
@@ -74,7 +74,7 @@ impl Supervisor {
             handler,
             health,
             metrics,
-        })
+        }
     }
 
     /// Consumes until `shutdown`; reconnects on any broker failure. Returns an error only for
@@ -163,7 +163,7 @@ impl Supervisor {
             };
             let (permit, next) = tokio::select! {
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                _ = session.lost.cancelled() => {
+                _ = session.publisher_lost.cancelled() => {
                     return SessionEnd::Lost(anyhow::anyhow!("the publishing channel closed"));
                 }
                 () = outstanding.suspects.step(&self.handler, &session.ended) => continue,
@@ -198,7 +198,10 @@ impl Supervisor {
             clippy::let_underscore_must_use,
             reason = "a cancel fails only on a closed channel, which delivers nothing more either"
         )]
-        let _ = session.channel.basic_cancel(consumer_tag, options).await;
+        let _ = session
+            .consume_channel
+            .basic_cancel(consumer_tag, options)
+            .await;
         // The flush wait and the closes below come out of the grace period, so the whole stop
         // stays within it whatever the broker does (orchestrators kill the process at their
         // own deadline).
@@ -226,7 +229,7 @@ impl Supervisor {
         session.ended.cancel();
         let closes = async {
             session.publisher.close().await;
-            amqp::close_within(session.channel.close(200, "shutdown".into())).await;
+            amqp::close_within(session.consume_channel.close(200, "shutdown".into())).await;
             amqp::close_within(session.connection.close(200, "shutdown".into())).await;
         };
         if tokio::time::timeout(amqp::CLOSE_TIMEOUT, closes)

@@ -1,8 +1,9 @@
 //! AMQP properties and headers of the contract: reply properties, and the properties of a
-//! request republished by the worker (delayed retry, dead-letter copy, replay).
+//! request republished by the worker (delayed retry, dead-letter copy, replay) or moved by the
+//! operator commands (within the dead-letter queue, between queues by `upgrade-queues`).
 //!
-//! A little over 300 lines: the header names, the size budget that bounds them and the builders
-//! that apply it belong together; the unit tests are in `tests.rs`.
+//! The header names, the size budget that bounds every republished table and the builders that
+//! apply it belong together, in one file; the unit tests are in `tests.rs`.
 
 use chrono::{DateTime, Utc};
 use lapin::{
@@ -193,9 +194,13 @@ pub(crate) fn replay_properties(original: &BasicProperties, now: DateTime<Utc>) 
     })
 }
 
-/// The properties unchanged but for the broker-owned headers, whose death count is carried
-/// over in [`DEATH_COUNT`]: for moving a message within the dead-letter queue.
-pub(crate) fn without_broker_headers(original: &BasicProperties) -> BasicProperties {
+/// The properties of a message moved to another place in a queue or to another queue (the
+/// `dlq` tools keeping a message at the DLQ's tail, `upgrade-queues`): the broker-owned headers
+/// dropped, their death count carried over in [`DEATH_COUNT`], and otherwise treated as every
+/// copy (see `republished`): persistent, no `expiration`, `user_id`, `CC` or `BCC`, and the
+/// header table within [`HEADER_BUDGET`], so a message moved with more headers than that loses
+/// those past it (counted in `x-dropped-headers`).
+pub(crate) fn moved_properties(original: &BasicProperties) -> BasicProperties {
     let old = original.headers().as_ref();
     let mut ours = FieldTable::default();
     let deaths = integer(old, DEATH_COUNT).unwrap_or(0) + x_death_total(old);

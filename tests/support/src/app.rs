@@ -30,11 +30,20 @@ impl RunningApp {
     }
 }
 
-/// The `prereg-sync` binary cargo built for the integration test being run.
+/// The `prereg-sync` binary cargo built for the integration test being run. Cargo sets
+/// `CARGO_BIN_EXE_prereg-sync` at run time since 1.94 (before, only while compiling the test,
+/// where this library cannot read it); an older cargo leaves the binary where it always does:
+/// in `target/<profile>/`, the parent of the test executable's `deps/`.
 fn binary() -> PathBuf {
     std::env::var_os("CARGO_BIN_EXE_prereg-sync")
-        .expect("CARGO_BIN_EXE_prereg-sync is set: run the tests with `cargo test`")
-        .into()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let test = std::env::current_exe().expect("the test executable's path");
+            let profile = test.parent().and_then(Path::parent).expect(
+                "the test runs from target/<profile>/deps: run the tests with `cargo test`",
+            );
+            profile.join(format!("prereg-sync{}", std::env::consts::EXE_SUFFIX))
+        })
 }
 
 /// `prereg-sync --config-dir <the repository's config/>` with `vars` in its environment and
