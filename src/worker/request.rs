@@ -52,9 +52,8 @@ pub(super) struct InboundRequest {
     pub(super) started: Instant,
     /// When the delivery arrived: the moment a first attempt judges the request's age against.
     received_at: DateTime<Utc>,
-    /// Cancelled when this request's handling finds the session's publishing channel closed:
-    /// the dispatcher then ends the session and reconnects.
-    pub(super) lost: CancellationToken,
+    /// The session's `publisher_lost`, raised by [`InboundRequest::publisher_gone`].
+    publisher_lost: CancellationToken,
     /// The session's acks: this delivery is in flight there from its creation to its ack.
     acks: AckCoalescer,
     /// The registration processor's ID, made storable (see [`registration_processor_id`]).
@@ -79,7 +78,7 @@ impl InboundRequest {
             publisher: session.publisher.clone(),
             started: Instant::now(),
             received_at: Utc::now(),
-            lost: session.publisher_lost.clone(),
+            publisher_lost: session.publisher_lost.clone(),
             acks: session.acks.clone(),
         }
     }
@@ -91,6 +90,16 @@ impl InboundRequest {
         self.acks
             .ack(delivery.delivery_tag, delivery.acker.clone())
             .await
+    }
+
+    /// Whether the session's publishing channel has closed. If so, the dispatcher is told to
+    /// end the session and reconnect; this delivery goes back to the broker with the channel.
+    pub(super) fn publisher_gone(&self) -> bool {
+        let gone = !self.publisher.is_open();
+        if gone {
+            self.publisher_lost.cancel();
+        }
+        gone
     }
 
     pub(super) fn app_id(&self) -> &str {

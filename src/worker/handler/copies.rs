@@ -173,8 +173,7 @@ impl Handler {
                 Ok(Published::Returned) => PublishError::Unroutable,
                 Err(err) => err,
             };
-            if !request.publisher.is_open() {
-                request.lost.cancel();
+            if request.publisher_gone() {
                 return false;
             }
             let delay = backoff.next().unwrap_or(self.amqp.reconnect_max_delay);

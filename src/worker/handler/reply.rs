@@ -28,9 +28,7 @@ impl Handler {
         verdict: &Verdict,
         err: &PublishError,
     ) -> Step {
-        if !request.publisher.is_open() {
-            // The channel is gone with the session: the broker redelivers the request.
-            request.lost.cancel();
+        if request.publisher_gone() {
             return Step::LeaveUnacked;
         }
         let code = match verdict {
