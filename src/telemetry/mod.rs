@@ -1,5 +1,5 @@
 //! Logs and metrics. Every event the worker counts is one method of `Metrics`, here, taking the
-//! enums the code already has (an outcome, an [`ErrorCode`], a [`ReplyKind`]), never a label
+//! enums the code already has (an outcome, an [`ErrorCode`], a `ReplyKind`), never a label
 //! string; when the event is also logged, that method writes the line too, with the target
 //! [`EVENTS`], so the line and the count never disagree and a filter on the target keeps
 //! working wherever the code moves. Log lines that count nothing (start-up, shutdown, decisions
