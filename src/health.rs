@@ -181,16 +181,18 @@ impl Health {
 /// grants all answer `SELECT 1`, then fail every store with SQLSTATE 25006 or 42501, which hold
 /// deliveries as an outage. Were the probe to pass, held deliveries would be retried about once
 /// a second against a database that can never take them.
-const CAN_WRITE: &str = "SELECT NOT pg_is_in_recovery() \
-     AND current_setting('transaction_read_only') = 'off' \
-     AND has_table_privilege('prereg.sync_transaction', 'SELECT, INSERT') \
-     AND has_table_privilege('prereg.processed_prereg_list', 'INSERT') \
-     AND has_table_privilege('prereg.intf_processed_prereg_list', 'INSERT') \
-     AND has_table_privilege('prereg.sync_audit', 'INSERT') \
-     AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE') \
-     AND has_table_privilege('prereg.sync_rejection', 'SELECT, INSERT, UPDATE, DELETE') \
-     AND has_table_privilege('prereg.applicant_demographic', 'SELECT') \
-     AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')";
+const CAN_WRITE: &str = r#"
+    SELECT NOT pg_is_in_recovery()
+    AND current_setting('transaction_read_only') = 'off'
+    AND has_table_privilege('prereg.sync_transaction', 'SELECT, INSERT')
+    AND has_table_privilege('prereg.processed_prereg_list', 'INSERT')
+    AND has_table_privilege('prereg.intf_processed_prereg_list', 'INSERT')
+    AND has_table_privilege('prereg.sync_audit', 'INSERT')
+    AND has_table_privilege('prereg.sync_suspect', 'SELECT, INSERT, DELETE')
+    AND has_table_privilege('prereg.sync_rejection', 'SELECT, INSERT, UPDATE, DELETE')
+    AND has_table_privilege('prereg.applicant_demographic', 'SELECT')
+    AND has_table_privilege('prereg.applicant_demographic_consumed', 'SELECT')
+    "#;
 
 /// Drops the idle pooled connections created before `since` (all of them when `None`). The
 /// pool's own recycling keeps any connection that is not closed, and a connection to a demoted

@@ -148,9 +148,11 @@ async fn add_audit_events(
 ) -> anyhow::Result<()> {
     let rows = client
         .query(
-            "SELECT event_time::date, event, coalesce(error_code, ''), count(*) \
-             FROM prereg.sync_audit WHERE event_time >= $1 AND event_time < $2 \
-             GROUP BY 1, 2, 3",
+            r#"
+            SELECT event_time::date, event, coalesce(error_code, ''), count(*)
+            FROM prereg.sync_audit WHERE event_time >= $1 AND event_time < $2
+            GROUP BY 1, 2, 3
+            "#,
             &[&since, &until],
         )
         .await
@@ -178,9 +180,11 @@ async fn add_prids_stored(
 ) -> anyhow::Result<()> {
     let rows = client
         .query(
-            "SELECT a.event_time::date, coalesce(sum(t.stored_count), 0)::bigint \
-             FROM prereg.sync_audit a JOIN prereg.sync_transaction t USING (transaction_id) \
-             WHERE a.event = 'STORED' AND a.event_time >= $1 AND a.event_time < $2 GROUP BY 1",
+            r#"
+            SELECT a.event_time::date, coalesce(sum(t.stored_count), 0)::bigint
+            FROM prereg.sync_audit a JOIN prereg.sync_transaction t USING (transaction_id)
+            WHERE a.event = 'STORED' AND a.event_time >= $1 AND a.event_time < $2 GROUP BY 1
+            "#,
             &[&since, &until],
         )
         .await
@@ -199,9 +203,11 @@ async fn add_job_runs(
 ) -> anyhow::Result<()> {
     let rows = client
         .query(
-            "SELECT started_at::date, status, count(*), coalesce(sum(moved), 0)::bigint \
-             FROM prereg.consumed_job_run WHERE started_at >= $1 AND started_at < $2 \
-             GROUP BY 1, 2",
+            r#"
+            SELECT started_at::date, status, count(*), coalesce(sum(moved), 0)::bigint
+            FROM prereg.consumed_job_run WHERE started_at >= $1 AND started_at < $2
+            GROUP BY 1, 2
+            "#,
             &[&since, &until],
         )
         .await

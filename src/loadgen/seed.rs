@@ -39,10 +39,12 @@ pub async fn seed_applications(settings: &Settings, prids: &[String]) -> anyhow:
         .context("connecting to the database")?;
     let statement = client
         .prepare(
-            "INSERT INTO prereg.applicant_demographic \
-             (prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes) \
-             SELECT id, '\\x00'::bytea, 'loadgen', now(), 'Booked', 'eng', $2, $2, now() \
-             FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING",
+            r#"
+            INSERT INTO prereg.applicant_demographic
+            (prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes)
+            SELECT id, '\x00'::bytea, 'loadgen', now(), 'Booked', 'eng', $2, $2, now()
+            FROM unnest($1::varchar[]) AS id ON CONFLICT DO NOTHING
+            "#,
         )
         .await
         .context("preparing the seed statement")?;

@@ -50,11 +50,13 @@ pub(super) async fn claim_chunk(
         .prepare_cached(
             // The status is a literal, not a parameter, so even a generic plan of this
             // prepared statement matches the partial index idx_prcpl_pending_cr_dtimes.
-            "SELECT prereg_id, coalesce(prereg_trn_id, ''), cr_dtimes \
-             FROM prereg.processed_prereg_list \
-             WHERE status_comments = 'Processed by registration processor' \
-             AND (cr_dtimes, prereg_id) > ($1, $2) \
-             ORDER BY cr_dtimes, prereg_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            r#"
+            SELECT prereg_id, coalesce(prereg_trn_id, ''), cr_dtimes
+            FROM prereg.processed_prereg_list
+            WHERE status_comments = 'Processed by registration processor'
+            AND (cr_dtimes, prereg_id) > ($1, $2)
+            ORDER BY cr_dtimes, prereg_id LIMIT $3 FOR UPDATE SKIP LOCKED
+            "#,
         )
         .await?;
     let rows = tx.query(&statement, &[&after.0, &after.1, &limit]).await?;
@@ -75,8 +77,10 @@ pub(super) async fn existing_applications(
 ) -> Result<Vec<String>, StorageError> {
     let statement = tx
         .prepare_cached(
-            "SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1) \
-             ORDER BY prereg_id FOR UPDATE",
+            r#"
+            SELECT prereg_id FROM prereg.applicant_demographic WHERE prereg_id = ANY($1)
+            ORDER BY prereg_id FOR UPDATE
+            "#,
         )
         .await?;
     let rows = tx.query(&statement, &[&ids]).await?;
@@ -102,30 +106,36 @@ pub(super) async fn archive(
     let now = now();
     exec(
         tx,
-        "INSERT INTO prereg.applicant_demographic_consumed (prereg_id, demog_detail, demog_detail_hash, \
-         encrypted_dtimes, status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes, upd_by, upd_dtimes) \
-         SELECT prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, 'Consumed', lang_code, \
-         cr_appuser_id, cr_by, cr_dtimes, $2, $3 FROM prereg.applicant_demographic WHERE prereg_id = ANY($1)",
+        r#"
+        INSERT INTO prereg.applicant_demographic_consumed (prereg_id, demog_detail, demog_detail_hash,
+        encrypted_dtimes, status_code, lang_code, cr_appuser_id, cr_by, cr_dtimes, upd_by, upd_dtimes)
+        SELECT prereg_id, demog_detail, demog_detail_hash, encrypted_dtimes, 'Consumed', lang_code,
+        cr_appuser_id, cr_by, cr_dtimes, $2, $3 FROM prereg.applicant_demographic WHERE prereg_id = ANY($1)
+        "#,
         &[&ids, &app_id, &now],
     )
     .await?;
     exec(
         tx,
-        "INSERT INTO prereg.applicant_document_consumed (id, prereg_id, doc_name, doc_cat_code, doc_typ_code, \
-         doc_file_format, doc_id, doc_hash, doc_ref_id, encrypted_dtimes, status_code, lang_code, cr_by, \
-         cr_dtimes, upd_by, upd_dtimes) \
-         SELECT id, prereg_id, doc_name, doc_cat_code, doc_typ_code, doc_file_format, doc_id, doc_hash, \
-         doc_ref_id, encrypted_dtimes, status_code, lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes \
-         FROM prereg.applicant_document WHERE prereg_id = ANY($1)",
+        r#"
+        INSERT INTO prereg.applicant_document_consumed (id, prereg_id, doc_name, doc_cat_code, doc_typ_code,
+        doc_file_format, doc_id, doc_hash, doc_ref_id, encrypted_dtimes, status_code, lang_code, cr_by,
+        cr_dtimes, upd_by, upd_dtimes)
+        SELECT id, prereg_id, doc_name, doc_cat_code, doc_typ_code, doc_file_format, doc_id, doc_hash,
+        doc_ref_id, encrypted_dtimes, status_code, lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes
+        FROM prereg.applicant_document WHERE prereg_id = ANY($1)
+        "#,
         &[&ids],
     )
     .await?;
     exec(
         tx,
-        "INSERT INTO prereg.reg_appointment_consumed (id, regcntr_id, prereg_id, booking_dtimes, \
-         appointment_date, slot_from_time, slot_to_time, lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes) \
-         SELECT id, regcntr_id, prereg_id, booking_dtimes, appointment_date, slot_from_time, slot_to_time, \
-         lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes FROM prereg.reg_appointment WHERE prereg_id = ANY($1)",
+        r#"
+        INSERT INTO prereg.reg_appointment_consumed (id, regcntr_id, prereg_id, booking_dtimes,
+        appointment_date, slot_from_time, slot_to_time, lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes)
+        SELECT id, regcntr_id, prereg_id, booking_dtimes, appointment_date, slot_from_time, slot_to_time,
+        lang_code, cr_by, cr_dtimes, upd_by, upd_dtimes FROM prereg.reg_appointment WHERE prereg_id = ANY($1)
+        "#,
         &[&ids],
     )
     .await?;

@@ -45,8 +45,10 @@ pub(super) async fn finish(
     let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     client
         .execute(
-            "UPDATE prereg.consumed_job_run SET finished_at = $2, status = $3, selected = $4, moved = $5, \
-             not_found = $6, failed = $7 WHERE id = $1",
+            r#"
+            UPDATE prereg.consumed_job_run SET finished_at = $2, status = $3, selected = $4, moved = $5,
+            not_found = $6, failed = $7 WHERE id = $1
+            "#,
             &[
                 &report.run_id,
                 &now(),
@@ -77,8 +79,10 @@ pub(crate) async fn history(
 ) -> Result<Vec<RunRow>, StorageError> {
     let rows = client
         .query(
-            "SELECT id, started_at, finished_at, status, triggered_by, selected, moved, not_found, failed \
-             FROM prereg.consumed_job_run ORDER BY id DESC LIMIT $1",
+            r#"
+            SELECT id, started_at, finished_at, status, triggered_by, selected, moved, not_found, failed
+            FROM prereg.consumed_job_run ORDER BY id DESC LIMIT $1
+            "#,
             &[&limit],
         )
         .await?;

@@ -174,8 +174,10 @@ impl ConsumedJob {
         // The pending rows, through the partial index the job's chunks use too.
         let pending: i64 = client
             .query_one(
-                "SELECT count(*) FROM prereg.processed_prereg_list \
-                 WHERE status_comments = 'Processed by registration processor'",
+                r#"
+                SELECT count(*) FROM prereg.processed_prereg_list
+                WHERE status_comments = 'Processed by registration processor'
+                "#,
                 &[],
             )
             .await
