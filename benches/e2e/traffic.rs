@@ -7,9 +7,7 @@ use anyhow::{Context, ensure};
 use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Channel, Connection,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    },
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::FieldTable,
 };
 use prereg_sync::{config::Settings, loadgen::request_body};
@@ -80,17 +78,8 @@ pub async fn publish(
 /// Reads `n` replies, each request answered exactly once with an ack; returns each request's
 /// reply arrival time, by request index.
 pub async fn collect(channel: &Channel, n: usize) -> anyhow::Result<Vec<Instant>> {
-    let mut consumer = channel
-        .basic_consume(
-            "bench.replies".into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer =
+        prereg_sync::amqp::consume_without_acks(channel, "bench.replies".into()).await?;
     let mut arrived: Vec<Option<Instant>> = vec![None; n];
     for _ in 0..n {
         let delivery = tokio::time::timeout(Duration::from_secs(120), consumer.next())

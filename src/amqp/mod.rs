@@ -116,10 +116,7 @@ async fn open(settings: &AmqpSettings, mut uri: AMQPUri) -> anyhow::Result<Conne
 pub(crate) async fn private_reply_queue(
     channel: &lapin::Channel,
 ) -> Result<(lapin::types::ShortString, lapin::Consumer), lapin::Error> {
-    use lapin::{
-        options::{BasicConsumeOptions, QueueDeclareOptions},
-        types::FieldTable,
-    };
+    use lapin::{options::QueueDeclareOptions, types::FieldTable};
     let queue = channel
         .queue_declare(
             "".into(),
@@ -131,16 +128,22 @@ pub(crate) async fn private_reply_queue(
             FieldTable::default(),
         )
         .await?;
-    let replies = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let replies = consume_without_acks(channel, queue.name().clone()).await?;
     Ok((queue.name().clone(), replies))
+}
+
+/// Consumes `queue` with automatic acknowledgement: for replies, which a client reads once and
+/// never hands back.
+pub async fn consume_without_acks(
+    channel: &lapin::Channel,
+    queue: lapin::types::ShortString,
+) -> Result<lapin::Consumer, lapin::Error> {
+    use lapin::{options::BasicConsumeOptions, types::FieldTable};
+    let options = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    channel
+        .basic_consume(queue, "".into(), options, FieldTable::default())
+        .await
 }
