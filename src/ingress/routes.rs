@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Extension,
-    body::Body,
+    body::{Body, Bytes},
     extract::{Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -155,13 +155,13 @@ impl Ingress {
 
 /// The body, at most `limit` bytes (a longer one is refused as soon as it is known to be: from
 /// its `Content-Length`, or when the bytes read pass the limit), read within `timeout`.
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Vec<u8>, StatusCode> {
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, StatusCode> {
     let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
     match collected {
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
         Ok(Err(err)) if err.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
-        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
