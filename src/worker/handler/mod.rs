@@ -16,7 +16,7 @@ use self::copies::ErrorAnswer;
 pub(super) use self::database::Attempt;
 use super::request::{InboundRequest, ReplyToPolicy};
 use crate::{
-    amqp::{headers, publisher::PublishError},
+    amqp::headers,
     config::AmqpSettings,
     health::Health,
     message::ErrorCode,
@@ -46,11 +46,6 @@ enum Step {
     Process,
     /// Reply as decided; a rejection then goes to the dead-letter queue, the rest are acked.
     Conclude(Decision),
-    /// The reply could not be published (see [`Handler::reply_failed`]).
-    ReplyFailed {
-        verdict: Verdict,
-        error: PublishError,
-    },
     /// A transient failure outlived the immediate retries: park the request in the next
     /// delayed-retry tier, or dead-letter it once the budget is spent.
     RetryLater {
@@ -122,9 +117,6 @@ impl Handler {
             step = match step {
                 Step::Process => self.process(request, cancel).await,
                 Step::Conclude(decision) => self.conclude(request, decision, cancel).await,
-                Step::ReplyFailed { verdict, error } => {
-                    self.reply_failed(request, &verdict, &error)
-                }
                 Step::RetryLater { code, message } => {
                     self.retry_later(request, code, message, cancel).await
                 }
@@ -223,10 +215,7 @@ impl Handler {
     ) -> Step {
         let delivered = match self.publish_reply(request, &decision.reply).await {
             Ok(delivered) => delivered,
-            Err(error) => {
-                let verdict = decision.verdict;
-                return Step::ReplyFailed { verdict, error };
-            }
+            Err(error) => return self.reply_failed(request, &decision.verdict, &error),
         };
         let outcome = match decision.verdict {
             Verdict::Rejected(code) => {
